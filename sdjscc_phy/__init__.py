@@ -1,0 +1,3 @@
+"""jsccflow: a streaming PHY simulator for semantic communications (SD-JSCC and baselines)."""
+
+__version__ = "0.1.0"
