@@ -1,0 +1,30 @@
+"""Binarizer: the SD-JSCC quantizer (paper eq. 14) with a straight-through gradient."""
+
+from __future__ import annotations
+
+import torch
+
+from sdjscc_phy.core.block import Batch, BatchContext, Block
+from sdjscc_phy.core.params import Param
+from sdjscc_phy.core.ports import Port
+
+
+def binarize_straight_through(e: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """``q = 1 if e > threshold else 0`` (eq. 14); the backward pass is the identity (straight-through)."""
+    hard = (e > threshold).to(e.dtype)
+    return e + (hard - e).detach()
+
+
+class Binarizer(Block):
+    """Hard 0/1 quantizer of encoder outputs in [0, 1] (eq. 14); straight-through on the torch path."""
+
+    type_name = "binarizer"
+    inputs = (Port("e", "float32", ("N",), "encoder output, values in [0, 1]"),)
+    outputs = (Port("bits", "bits", ("N",), "q = 1 if e > threshold else 0"),)
+    params = (Param("threshold", "float", 0.5, low=0.0, high=1.0, doc="decision threshold (paper: 0.5)"),)
+
+    def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
+        return {"bits": (inputs["e"] > self.p.threshold).to(torch.uint8)}
+
+    def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
+        return {"bits": binarize_straight_through(inputs["e"], self.p.threshold)}

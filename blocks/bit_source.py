@@ -1,0 +1,25 @@
+"""Random bit source for link-level simulations."""
+
+from __future__ import annotations
+
+import torch
+
+from sdjscc_phy.core.block import Batch, BatchContext, Block
+from sdjscc_phy.core.params import Param
+from sdjscc_phy.core.ports import Port, Shape
+
+
+class BitSource(Block):
+    """Independent, equiprobable random bits, seeded by the flowgraph seed (unbounded source)."""
+
+    type_name = "bit_source"
+    outputs = (Port("bits", "bits", ("N",), "random 0/1 bits"),)
+    params = (Param("num_bits", "int", 1024, low=1, unit="bits", doc="bits per item"),)
+
+    def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
+        return {"bits": (self.p.num_bits,)}
+
+    def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
+        bits = ctx.rng.integers(0, 2, size=(ctx.batch_size, self.p.num_bits), dtype="uint8")
+        bits = torch.from_numpy(bits).to(ctx.device)
+        return {"bits": bits if ctx.path == "host" else bits.float()}

@@ -1,0 +1,1 @@
+"""The ``jsccflow`` command line (installed as ``sdjscc_phy.cli``)."""

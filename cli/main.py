@@ -1,0 +1,54 @@
+"""``jsccflow``: run, validate and list flowgraph blocks; train models.
+
+Every user error (a ``JsccflowError``) becomes one line per problem on stderr and exit code 2, with no
+traceback; ``main(argv)`` returns the exit code so tests can call it directly.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sdjscc_phy import __version__
+from sdjscc_phy.cli.flowgraph_commands import blocks, run, validate
+from sdjscc_phy.errors import FlowgraphError, JsccflowError
+
+EXIT_USER_ERROR = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jsccflow")
+def cli() -> None:
+    """Streaming PHY simulator for semantic communications (SD-JSCC and baselines)."""
+
+
+cli.add_command(run)
+cli.add_command(validate)
+cli.add_command(blocks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jsccflow`` console script; returns the exit code."""
+    try:
+        cli.main(args=argv, prog_name="jsccflow", standalone_mode=False)
+    except FlowgraphError as err:
+        for line in err.errors:
+            click.echo(f"error: {line}", err=True)
+        return EXIT_USER_ERROR
+    except JsccflowError as err:
+        click.echo(f"error: {err}", err=True)
+        return EXIT_USER_ERROR
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as err:
+        err.show()
+        return EXIT_USER_ERROR
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

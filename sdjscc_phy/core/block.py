@@ -1,0 +1,180 @@
+"""The block model: typed ports and parameters declared once, two processing paths.
+
+A block subclass declares ``type_name``, ``inputs``, ``outputs`` and ``params`` as class attributes and
+implements ``process_host`` (numpy/Numba, fast, for running) and/or ``process_torch`` (differentiable,
+for training). Both take and return ``{port name: batch tensor}``; the scheduler picks the path by the
+flowgraph's ``options.path`` and falls back to the one a block has. Blocks never mutate their inputs:
+one output may feed several inputs (fan-out).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from sdjscc_phy.core.params import Param, resolve_params
+from sdjscc_phy.core.ports import Port, Shape, bind_shape, substitute_shape
+from sdjscc_phy.errors import ParameterError, PortError
+
+Batch = dict[str, torch.Tensor]
+
+
+def derive_key(seed: int, block_id: str, batch_index: int) -> int:
+    """A 63-bit key for one block's random stream in one batch, determined by the flowgraph seed.
+
+    Keys depend on the block id (not on block order), so adding a block does not change the noise
+    another block draws.
+    """
+    seq = np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(block_id.encode()), batch_index))
+    return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass
+class BatchContext:
+    """What a block knows about the batch it processes.
+
+    Attributes:
+        batch_index: 0-based index of this batch.
+        start: index of the batch's first item in the stream.
+        batch_size: number of items in this batch (the last one may be short).
+        path: ``host`` or ``torch``.
+        device: torch device the flowgraph runs on.
+        key: seed-derived 63-bit key for this block and batch (host-path RNGs).
+    """
+
+    batch_index: int
+    start: int
+    batch_size: int
+    path: str
+    device: torch.device
+    key: int
+    _generator: torch.Generator | None = field(default=None, repr=False)
+
+    @property
+    def generator(self) -> torch.Generator:
+        """A torch generator seeded from ``key``, on ``device`` (torch-path RNGs)."""
+        if self._generator is None:
+            self._generator = torch.Generator(device=self.device)
+            self._generator.manual_seed(self.key)
+        return self._generator
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """A numpy generator seeded from ``key``."""
+        return np.random.default_rng(self.key)
+
+
+@dataclass
+class SetupContext:
+    """What a block knows before the first batch: device, path, seed and its resolved port shapes."""
+
+    device: torch.device
+    path: str
+    seed: int
+    input_shapes: dict[str, Shape]
+    output_shapes: dict[str, Shape]
+
+
+class Block:
+    """Base class of every flowgraph block (built-in or plugin).
+
+    Subclasses set the class attributes below; ``__init__`` validates parameters against ``params``
+    (unknown names are errors, never dropped) and stores them in ``self.p``.
+    """
+
+    type_name: ClassVar[str] = ""
+    inputs: ClassVar[tuple[Port, ...]] = ()
+    outputs: ClassVar[tuple[Port, ...]] = ()
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, block_id: str = "", **params: Any):
+        self.id = block_id or self.type_name
+        self.p: SimpleNamespace
+        self.p, errors = resolve_params(self.params, params)
+        errors += [] if errors else self.check_params()
+        if errors:
+            raise ParameterError("; ".join(f"block '{self.id}': {e}" for e in errors))
+
+    # -- declaration helpers -------------------------------------------------------------------
+    @classmethod
+    def doc(cls) -> str:
+        """First line of the class docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def input_port(cls, name: str) -> Port | None:
+        return next((p for p in cls.inputs if p.name == name), None)
+
+    @classmethod
+    def output_port(cls, name: str) -> Port | None:
+        return next((p for p in cls.outputs if p.name == name), None)
+
+    @classmethod
+    def available_paths(cls) -> tuple[str, ...]:
+        """Which processing paths this block implements (``host``, ``torch``)."""
+        return tuple(
+            path
+            for path, method in (("host", "process_host"), ("torch", "process_torch"))
+            if getattr(cls, method) is not getattr(Block, method)
+        )
+
+    # -- hooks a block may override ------------------------------------------------------------
+    def check_params(self) -> list[str]:
+        """Cross-parameter checks; return messages like ``parameter 'x': ...``."""
+        return []
+
+    def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
+        """Output item shapes given input item shapes.
+
+        The default binds the symbols of the declared input shapes and substitutes them into the
+        declared output shapes; blocks whose output size depends on parameters override this and
+        raise PortError / ParameterError for impossible combinations.
+        """
+        bindings = self.bind_inputs(input_shapes)
+        return {port.name: substitute_shape(port.shape, bindings) for port in self.outputs}
+
+    def bind_inputs(self, input_shapes: dict[str, Shape]) -> dict[str, int]:
+        """Symbol values implied by the connected input shapes; PortError on a mismatch."""
+        bindings: dict[str, int] = {}
+        for port in self.inputs:
+            if port.name in input_shapes:
+                problem = bind_shape(port.shape, input_shapes[port.name], bindings)
+                if problem:
+                    raise PortError(f"input port '{port.name}' {problem}")
+        return bindings
+
+    def num_items(self) -> int | None:
+        """For sources: how many items exist (None = unbounded)."""
+        return None
+
+    def setup(self, ctx: SetupContext) -> None:
+        """Prepare for running (load models, build tables). Called once, after validation."""
+
+    def process(self, inputs: Batch, ctx: BatchContext) -> Batch:
+        """Process one batch on the path ``ctx.path`` (falling back to the path the block has)."""
+        paths = self.available_paths()
+        path = ctx.path if ctx.path in paths else paths[0]
+        return self.process_host(inputs, ctx) if path == "host" else self.process_torch(inputs, ctx)
+
+    def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
+        """Fast host path (numpy/Numba)."""
+        raise NotImplementedError
+
+    def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
+        """Differentiable torch path."""
+        raise NotImplementedError
+
+    def results(self) -> dict[str, float]:
+        """For sinks: metrics accumulated over the run."""
+        return {}
+
+    def close(self, completed: bool) -> None:
+        """Release resources after the run: finalise outputs if ``completed``, else discard partial files."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r})"

@@ -1,0 +1,364 @@
+"""Flowgraph files: loading, ``--set`` overrides, and whole-graph validation.
+
+A flowgraph (GRC-inspired) names block instances and the connections between their ports::
+
+    format_version: 1            # optional
+    options: {id: demo, seed: 0, batch_size: 64, max_items: 1000, device: auto, path: host}
+    variables: {snr_db: 5.0}
+    blocks:
+      - {id: src, type: bit_source, params: {num_bits: 1024}}
+      - {id: ch,  type: awgn_channel, params: {snr_db: $snr_db}}
+    connections:
+      - src.bits -> map.bits
+
+Validation reports *every* problem at once, one line each, prefixed with ``file:line:``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from sdjscc_phy.core.block import Block
+from sdjscc_phy.core.params import Param, resolve_params
+from sdjscc_phy.core.ports import Shape
+from sdjscc_phy.core.registry import get_block_class
+from sdjscc_phy.core.yaml_lines import LineDict, LineList, load_yaml_with_lines, parse_assignment
+from sdjscc_phy.errors import FlowgraphError, JsccflowError, ParameterError
+
+FORMAT_VERSION = 1
+TOP_LEVEL_KEYS = ("format_version", "options", "variables", "blocks", "connections")
+BLOCK_KEYS = ("id", "type", "params")
+
+OPTIONS: tuple[Param, ...] = (
+    Param("id", "str", "", doc="flowgraph name"),
+    Param("description", "str", "", doc="free text"),
+    Param("seed", "int", 0, low=0, doc="determines every random stream (data order, noise, fading, bits)"),
+    Param("batch_size", "int", 64, low=1, unit="items", doc="items per batch"),
+    Param("max_items", "int", None, low=1, nullable=True, unit="items", doc="stop after this many items"),
+    Param("device", "str", "auto", doc="auto | cpu | cuda | cuda:N (auto = GPU when present)"),
+    Param("path", "str", "host", choices=("host", "torch"), doc="host (fast) or torch (differentiable) block paths"),
+)
+
+_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONN_RE = re.compile(r"^\s*(\w+)\.(\w+)\s*->\s*(\w+)\.(\w+)\s*$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """``src.src_port -> dst.dst_port``."""
+
+    src: str
+    src_port: str
+    dst: str
+    dst_port: str
+
+    def __str__(self) -> str:
+        return f"{self.src}.{self.src_port} -> {self.dst}.{self.dst_port}"
+
+
+@dataclass
+class Flowgraph:
+    """A validated flowgraph: blocks in topological order with resolved port shapes."""
+
+    path: str
+    options: SimpleNamespace
+    variables: dict[str, Any]
+    blocks: dict[str, Block]
+    connections: list[Connection]
+    output_shapes: dict[tuple[str, str], Shape] = field(default_factory=dict)
+    input_shapes: dict[str, dict[str, Shape]] = field(default_factory=dict)
+
+    def upstream(self, block_id: str) -> dict[str, tuple[str, str]]:
+        """``{input port: (source block, source port)}`` for one block."""
+        return {c.dst_port: (c.src, c.src_port) for c in self.connections if c.dst == block_id}
+
+    @property
+    def sources(self) -> list[Block]:
+        return [b for b in self.blocks.values() if not type(b).inputs]
+
+
+class _Errors:
+    """Collects ``file:line: message`` lines."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, message: str, line: int | None = None) -> None:
+        where = f"{self.path}:{line}" if line else self.path
+        self.lines.append(f"{where}: {message}")
+
+
+def load_flowgraph(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Flowgraph:
+    """Load, override and validate a flowgraph file; FlowgraphError lists every problem found."""
+    errors = _Errors(path)
+    data = load_yaml_with_lines(path)
+    if not isinstance(data, dict):
+        raise FlowgraphError([f"{path}: a flowgraph must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"])
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            errors.add(f"unknown top-level key '{key}'; allowed: {', '.join(TOP_LEVEL_KEYS)}", _line(data, key))
+    version = data.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        errors.add(f"format_version {version!r} is not supported (this jsccflow reads {FORMAT_VERSION})",
+                   _line(data, "format_version"))
+
+    raw_options = _mapping(data, "options", errors)
+    variables = _mapping(data, "variables", errors)
+    raw_blocks = _sequence(data, "blocks", errors)
+    raw_connections = _sequence(data, "connections", errors)
+    _apply_overrides(overrides, raw_options, variables, raw_blocks, errors)
+
+    options, problems = resolve_params(OPTIONS, dict(raw_options))
+    for problem in problems:
+        errors.add(f"options: {problem}", _line(raw_options, _param_name(problem)))
+    if isinstance(options.device, str) and not _DEVICE_RE.match(options.device):
+        errors.add(f"options: parameter 'device': must be auto, cpu, cuda or cuda:N; got {options.device!r}",
+                   _line(raw_options, "device"))
+
+    blocks, block_lines = _build_blocks(raw_blocks, variables, errors)
+    connections = _parse_connections(raw_connections, blocks, errors)
+    fg = Flowgraph(path, options, dict(variables), blocks, connections)
+    if not errors.lines:
+        _check_ports_connected(fg, block_lines, errors)
+    if not errors.lines:
+        order = _topological_order(fg, errors)
+        if order is not None:
+            fg.blocks = {block_id: blocks[block_id] for block_id in order}
+            _infer_shapes(fg, block_lines, errors)
+            _check_sources(fg, block_lines, errors)
+    if errors.lines:
+        raise FlowgraphError(errors.lines)
+    return fg
+
+
+# -- pieces of the file ----------------------------------------------------------------------------
+def _line(container: Any, key: Any) -> int | None:
+    if isinstance(container, LineDict):
+        return container.line_of(key)
+    return getattr(container, "line", None)
+
+
+def _param_name(problem: str) -> str | None:
+    match = re.match(r"parameter '([^']+)'", problem)
+    return match.group(1) if match else None
+
+
+def _mapping(data: dict, key: str, errors: _Errors) -> LineDict:
+    value = data.get(key)
+    if value is None:
+        return LineDict()
+    if not isinstance(value, dict):
+        errors.add(f"'{key}' must be a mapping", _line(data, key))
+        return LineDict()
+    return value
+
+
+def _sequence(data: dict, key: str, errors: _Errors) -> LineList:
+    value = data.get(key)
+    if value is None:
+        if key == "blocks":
+            errors.add("'blocks' is missing: a flowgraph needs at least one block")
+        return LineList()
+    if not isinstance(value, list):
+        errors.add(f"'{key}' must be a list", _line(data, key))
+        return LineList()
+    return value
+
+
+def _apply_overrides(overrides, options: LineDict, variables: LineDict, blocks: LineList, errors: _Errors) -> None:
+    """``VAR=VALUE``, ``ID.PARAM=VALUE`` or ``options.KEY=VALUE`` from the command line."""
+    by_id = {b.get("id"): b for b in blocks if isinstance(b, dict)}
+    for text in overrides:
+        try:
+            key, value = parse_assignment(text)
+        except ParameterError as err:
+            errors.add(str(err))
+            continue
+        head, dot, tail = key.partition(".")
+        if not dot:
+            if key not in variables:
+                known = ", ".join(variables) or "none"
+                errors.add(f"--set {key}: unknown variable; known variables: {known} (use ID.PARAM for block parameters)")
+            else:
+                variables[key] = value
+        elif head == "options":
+            options[tail] = value
+        elif head in by_id:
+            block = by_id[head]
+            if not isinstance(block.get("params"), dict):
+                block["params"] = LineDict()
+            block["params"][tail] = value
+        else:
+            errors.add(f"--set {key}: no block with id '{head}'")
+
+
+def _substitute(value: Any, variables: dict, unknown: list[str]) -> Any:
+    """Replace ``$name`` strings by variable values (recursively in lists)."""
+    if isinstance(value, str) and value.startswith("$"):
+        name = value[1:]
+        if name in variables:
+            return variables[name]
+        unknown.append(name)
+        return value
+    if isinstance(value, list):
+        return [_substitute(v, variables, unknown) for v in value]
+    return value
+
+
+def _build_blocks(raw_blocks: LineList, variables: dict, errors: _Errors) -> tuple[dict[str, Block], dict[str, int]]:
+    blocks: dict[str, Block] = {}
+    lines: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for index, spec in enumerate(raw_blocks):
+        line = raw_blocks.item_lines[index] if isinstance(raw_blocks, LineList) else None
+        if not isinstance(spec, dict):
+            errors.add(f"blocks[{index}]: must be a mapping with keys id, type, params", line)
+            continue
+        for key in spec:
+            if key not in BLOCK_KEYS:
+                errors.add(f"blocks[{index}]: unknown key '{key}'; allowed: {', '.join(BLOCK_KEYS)}", _line(spec, key))
+        block_id, type_name = spec.get("id"), spec.get("type")
+        if not isinstance(block_id, str) or not _ID_RE.match(block_id):
+            errors.add(f"blocks[{index}]: 'id' must be an identifier (letters, digits, _); got {block_id!r}", line)
+            continue
+        if block_id in seen:
+            errors.add(f"block '{block_id}': duplicate id (first defined at line {seen[block_id]})", line)
+            continue
+        seen[block_id] = line
+        lines[block_id] = line
+        if not isinstance(type_name, str):
+            errors.add(f"block '{block_id}': 'type' is missing", line)
+            continue
+        try:
+            cls = get_block_class(type_name)
+        except JsccflowError as err:
+            errors.add(f"block '{block_id}': {err}", _line(spec, "type"))
+            continue
+        raw_params = spec.get("params") or LineDict()
+        if not isinstance(raw_params, dict):
+            errors.add(f"block '{block_id}': 'params' must be a mapping", _line(spec, "params"))
+            continue
+        unknown_vars: list[str] = []
+        params = {k: _substitute(v, variables, unknown_vars) for k, v in raw_params.items()}
+        for name in unknown_vars:
+            errors.add(f"block '{block_id}': unknown variable '${name}'; define it under 'variables'", line)
+        _, problems = resolve_params(cls.params, params)
+        for problem in problems:
+            errors.add(f"block '{block_id}': {problem}", _line(raw_params, _param_name(problem)) or line)
+        if problems or unknown_vars:
+            continue
+        try:
+            blocks[block_id] = cls(block_id, **params)
+        except ParameterError as err:
+            errors.add(str(err), line)
+    return blocks, lines
+
+
+def _parse_connections(raw: LineList, blocks: dict[str, Block], errors: _Errors) -> list[Connection]:
+    connections: list[Connection] = []
+    fed: dict[tuple[str, str], str] = {}
+    for index, text in enumerate(raw):
+        line = raw.item_lines[index] if isinstance(raw, LineList) else None
+        match = _CONN_RE.match(text) if isinstance(text, str) else None
+        if not match:
+            errors.add(f"connections[{index}]: expected 'block.port -> block.port'; got {text!r}", line)
+            continue
+        conn = Connection(*match.groups())
+        ok = True
+        for block_id, port, direction in ((conn.src, conn.src_port, "output"), (conn.dst, conn.dst_port, "input")):
+            block = blocks.get(block_id)
+            if block is None:
+                ok = False
+                errors.add(f"connection '{conn}': no block with id '{block_id}'", line)
+                continue
+            ports = type(block).outputs if direction == "output" else type(block).inputs
+            if not any(p.name == port for p in ports):
+                names = ", ".join(p.name for p in ports) or "none"
+                errors.add(f"connection '{conn}': block '{block_id}' has no {direction} port '{port}' ({direction}s: {names})", line)
+                ok = False
+        if not ok:
+            continue
+        if (conn.dst, conn.dst_port) in fed:
+            errors.add(f"connection '{conn}': input port '{conn.dst}.{conn.dst_port}' is already fed by {fed[(conn.dst, conn.dst_port)]}", line)
+            continue
+        fed[(conn.dst, conn.dst_port)] = f"{conn.src}.{conn.src_port}"
+        connections.append(conn)
+    return connections
+
+
+def _check_ports_connected(fg: Flowgraph, lines: dict[str, int], errors: _Errors) -> None:
+    fed = {(c.dst, c.dst_port) for c in fg.connections}
+    for block_id, block in fg.blocks.items():
+        for port in type(block).inputs:
+            if not port.optional and (block_id, port.name) not in fed:
+                errors.add(f"block '{block_id}': required input port '{port.name}' is not connected", lines.get(block_id))
+
+
+def _topological_order(fg: Flowgraph, errors: _Errors) -> list[str] | None:
+    indegree = {block_id: 0 for block_id in fg.blocks}
+    children: dict[str, list[str]] = {block_id: [] for block_id in fg.blocks}
+    for conn in fg.connections:
+        indegree[conn.dst] += 1
+        children[conn.src].append(conn.dst)
+    queue = deque(b for b in fg.blocks if indegree[b] == 0)
+    order: list[str] = []
+    while queue:
+        block_id = queue.popleft()
+        order.append(block_id)
+        for child in children[block_id]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                queue.append(child)
+    if len(order) < len(fg.blocks):
+        in_cycle = [b for b in fg.blocks if indegree[b] > 0]
+        errors.add(f"connections form a cycle through blocks: {', '.join(in_cycle)}")
+        return None
+    return order
+
+
+def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: _Errors) -> None:
+    for block_id, block in fg.blocks.items():
+        cls = type(block)
+        in_shapes: dict[str, Shape] = {}
+        ok = True
+        for port_name, (src, src_port) in fg.upstream(block_id).items():
+            if (src, src_port) not in fg.output_shapes:
+                ok = False  # upstream already failed and reported
+                continue
+            dst = cls.input_port(port_name)
+            src_dtype = type(fg.blocks[src]).output_port(src_port).dtype
+            if src_dtype != dst.dtype:
+                errors.add(f"connection '{src}.{src_port} -> {block_id}.{port_name}': dtype {src_dtype} "
+                           f"does not match input dtype {dst.dtype}", lines.get(block_id))
+                ok = False
+            in_shapes[port_name] = fg.output_shapes[(src, src_port)]
+        if not ok:
+            continue
+        try:
+            out_shapes = block.infer_shapes(in_shapes)
+        except JsccflowError as err:
+            errors.add(f"block '{block_id}': {err}", lines.get(block_id))
+            continue
+        fg.input_shapes[block_id] = in_shapes
+        for port in cls.outputs:
+            fg.output_shapes[(block_id, port.name)] = tuple(out_shapes[port.name])
+
+
+def _check_sources(fg: Flowgraph, lines: dict[str, int], errors: _Errors) -> None:
+    sources = fg.sources
+    if not sources:
+        errors.add("flowgraph has no source block (a block without inputs)")
+        return
+    try:
+        counts = [s.num_items() for s in sources]
+    except JsccflowError as err:
+        errors.add(str(err))
+        return
+    if fg.options.max_items is None and all(c is None for c in counts):
+        errors.add("options: parameter 'max_items': required when every source is unbounded")

@@ -1,0 +1,83 @@
+"""Typed ports: what a block consumes and produces, per item of a batch.
+
+A port carries a batch tensor whose first dimension is the batch; the port declares the dtype and the
+*item* shape (the shape without the batch dimension). Item shapes mix integers and symbols, e.g.
+``(3, "H", "W")`` or ``("N",)``; symbols bind to numbers when the graph is validated or run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sdjscc_phy.errors import PortError
+
+#: Port dtypes and the tensor dtypes each accepts at run time. ``bits`` are 0/1 values: uint8 on the
+#: host path, float32 on the differentiable torch path (so a straight-through binarizer can pass
+#: gradients through them).
+TENSOR_DTYPES: dict[str, tuple[torch.dtype, ...]] = {
+    "float32": (torch.float32,),
+    "complex64": (torch.complex64,),
+    "bits": (torch.uint8, torch.float32),
+    "int64": (torch.int64,),
+}
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+
+
+@dataclass(frozen=True)
+class Port:
+    """One input or output of a block.
+
+    Attributes:
+        name: port name used in connections (``block.port``).
+        dtype: one of ``float32``, ``complex64``, ``bits``, ``int64``.
+        shape: item shape; ints are fixed sizes, strings are symbols bound per graph.
+        doc: one-line description, with units.
+        optional: an input that may stay unconnected.
+    """
+
+    name: str
+    dtype: str
+    shape: Shape
+    doc: str = ""
+    optional: bool = False
+
+    def __post_init__(self):
+        if self.dtype not in TENSOR_DTYPES:
+            raise PortError(
+                f"port '{self.name}': dtype must be one of ({', '.join(TENSOR_DTYPES)}); got '{self.dtype}'"
+            )
+
+
+def format_shape(shape: Shape) -> str:
+    """``(3, 'H', 'W')`` -> ``[3,H,W]``."""
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def bind_shape(declared: Shape, actual: Shape, bindings: dict[str, int]) -> str | None:
+    """Match an actual item shape against a declared one, extending ``bindings`` with symbols.
+
+    Returns None when they agree, else a description of the mismatch. A symbol in ``actual`` (not yet
+    known upstream) matches anything.
+    """
+    if len(declared) != len(actual):
+        return f"expects item shape {format_shape(declared)}; got {format_shape(actual)}"
+    for want, got in zip(declared, actual):
+        if isinstance(got, str):
+            continue
+        if isinstance(want, int):
+            if want != got:
+                return f"expects item shape {format_shape(declared)}; got {format_shape(actual)}"
+        elif want in bindings and bindings[want] != got:
+            return f"symbol {want} is {bindings[want]} from another input but {got} here"
+        else:
+            bindings[want] = got
+    return None
+
+
+def substitute_shape(shape: Shape, bindings: dict[str, int]) -> Shape:
+    """Replace bound symbols in ``shape`` by their values."""
+    return tuple(bindings.get(d, d) if isinstance(d, str) else d for d in shape)

@@ -1,0 +1,134 @@
+"""The streaming scheduler: moves whole batches from the sources through the graph to the sinks.
+
+Each batch's tensors are dropped once every block has processed it, so memory stays bounded however
+many items run; sinks accumulate statistics, not data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from sdjscc_phy.core.block import Batch, BatchContext, Block, SetupContext, derive_key
+from sdjscc_phy.core.flowgraph import Flowgraph
+from sdjscc_phy.core.ports import TENSOR_DTYPES, format_shape
+from sdjscc_phy.errors import JsccflowError, PortError
+
+
+@dataclass
+class RunResult:
+    """Metrics of a run and what it cost."""
+
+    metrics: dict[str, float]
+    items: int
+    seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> the GPU when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise JsccflowError(f"options: parameter 'device': '{name}' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def count_items(fg: Flowgraph) -> int:
+    """Items the run will process: the smallest source, capped by ``options.max_items``."""
+    counts = [n for n in (s.num_items() for s in fg.sources) if n is not None]
+    if fg.options.max_items is not None:
+        counts.append(fg.options.max_items)
+    return min(counts)
+
+
+class Scheduler:
+    """Runs a validated flowgraph batch by batch."""
+
+    def __init__(self, fg: Flowgraph):
+        self.fg = fg
+        self.device = resolve_device(fg.options.device)
+        self.path = fg.options.path
+        self._inputs_of = {block_id: fg.upstream(block_id) for block_id in fg.blocks}
+        self._item_shapes = dict(fg.output_shapes)
+
+    def setup(self) -> None:
+        for block_id, block in self.fg.blocks.items():
+            outputs = {p.name: self._item_shapes[(block_id, p.name)] for p in type(block).outputs}
+            block.setup(SetupContext(self.device, self.path, self.fg.options.seed,
+                                     self.fg.input_shapes.get(block_id, {}), outputs))
+
+    def run_batch(self, batch_index: int, start: int, batch_size: int) -> None:
+        """Process items ``[start, start + batch_size)`` through every block, in topological order."""
+        values: dict[tuple[str, str], torch.Tensor] = {}
+        seed = self.fg.options.seed
+        for block_id, block in self.fg.blocks.items():
+            inputs = {port: values[src] for port, src in self._inputs_of[block_id].items()}
+            ctx = BatchContext(batch_index, start, batch_size, self.path, self.device,
+                               derive_key(seed, block_id, batch_index))
+            outputs = block.process(inputs, ctx)
+            self._check_outputs(block, outputs, batch_size)
+            for port, tensor in outputs.items():
+                values[(block_id, port)] = tensor
+
+    def _check_outputs(self, block: Block, outputs: Batch, batch_size: int) -> None:
+        """A block must return every declared output with the declared dtype and item shape."""
+        for port in type(block).outputs:
+            tensor = outputs.get(port.name)
+            where = f"block '{block.id}' output port '{port.name}'"
+            if not isinstance(tensor, torch.Tensor):
+                raise PortError(f"{where}: block returned no tensor")
+            if tensor.dtype not in TENSOR_DTYPES[port.dtype]:
+                raise PortError(f"{where}: declared {port.dtype} but returned {tensor.dtype}")
+            declared = self._item_shapes[(block.id, port.name)]
+            actual = tuple(tensor.shape)
+            fits = len(actual) == len(declared) + 1 and actual[0] == batch_size and all(
+                isinstance(d, str) or d == a for d, a in zip(declared, actual[1:]))
+            if not fits:
+                raise PortError(f"{where}: declared item shape {format_shape(declared)} for a batch of "
+                                f"{batch_size} but returned {list(actual)}")
+            if any(isinstance(d, str) for d in declared):
+                # Symbols left open at validation bind on the first batch; later batches must agree.
+                self._item_shapes[(block.id, port.name)] = actual[1:]
+
+    def abort(self) -> None:
+        """Discard partial outputs after a failed run."""
+        for block in self.fg.blocks.values():
+            block.close(completed=False)
+
+    def close(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for block in self.fg.blocks.values():
+            block.close(completed=True)
+        for block in self.fg.blocks.values():
+            for name, value in block.results().items():
+                if name in metrics:
+                    raise JsccflowError(f"metric '{name}' is produced by two blocks; give one a 'prefix'")
+                metrics[name] = value
+        return metrics
+
+
+def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
+    """Run a validated flowgraph to the end and collect the sinks' metrics."""
+    scheduler = Scheduler(fg)
+    total = count_items(fg)
+    batch_size = fg.options.batch_size
+    began = time.perf_counter()
+    # The host path never needs gradients: inference mode skips autograd bookkeeping in neural blocks.
+    grad_mode = torch.inference_mode() if fg.options.path == "host" else contextlib.nullcontext()
+    with grad_mode:
+        try:
+            scheduler.setup()
+            with tqdm(total=total, unit="item", disable=not progress, desc=fg.options.id or "run") as bar:
+                for batch_index, start in enumerate(range(0, total, batch_size)):
+                    size = min(batch_size, total - start)
+                    scheduler.run_batch(batch_index, start, size)
+                    bar.update(size)
+        except BaseException:
+            scheduler.abort()
+            raise
+        metrics = scheduler.close()
+    return RunResult(metrics, total, time.perf_counter() - began)

@@ -1,0 +1,88 @@
+"""Shared fixtures: a simulated third-party plugin distribution, and flowgraph files in tmp_path."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sdjscc_phy.core.registry import reload_registry
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+PLUGIN_MODULE = '''
+"""A tiny out-of-tree block package, as a user would write it."""
+import torch
+from sdjscc_phy.core.block import Block
+from sdjscc_phy.core.params import Param
+from sdjscc_phy.core.ports import Port
+
+
+class Gain(Block):
+    """Multiplies complex symbols by a real gain."""
+
+    type_name = "test_gain"
+    inputs = (Port("x", "complex64", ("N",), "input symbols"),)
+    outputs = (Port("y", "complex64", ("N",), "scaled symbols"),)
+    params = (Param("gain", "float", 1.0, low=0.0, doc="linear amplitude gain"),)
+
+    def process_host(self, inputs, ctx):
+        return {"y": inputs["x"] * self.p.gain}
+
+
+class Counter(Block):
+    """Counts items and sums |x|^2 (a sink)."""
+
+    type_name = "test_counter"
+    inputs = (Port("x", "complex64", ("N",), "symbols"),)
+
+    def setup(self, ctx):
+        self.items, self.energy = 0, 0.0
+
+    def process_host(self, inputs, ctx):
+        self.items += inputs["x"].shape[0]
+        self.energy += float((inputs["x"].abs() ** 2).sum())
+        return {}
+
+    def results(self):
+        return {"items": float(self.items), "energy": self.energy}
+
+
+BLOCKS = [Gain, Counter]
+'''
+
+
+def write_plugin(root: Path, name: str = "jsccflow_test_plugin", entry: str = "BLOCKS") -> None:
+    """Write an importable module plus a ``*.dist-info`` declaring it in the jsccflow.blocks group."""
+    (root / f"{name}.py").write_text(PLUGIN_MODULE)
+    dist = root / f"{name}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[jsccflow.blocks]\n{name} = {name}:{entry}\n")
+
+
+@pytest.fixture
+def plugin(tmp_path_factory, monkeypatch):
+    """Install the test plugin for this test (sys.path + registry reload); returns its directory."""
+    root = tmp_path_factory.mktemp("plugin")
+    write_plugin(root)
+    monkeypatch.syspath_prepend(str(root))
+    reload_registry()
+    yield root
+    sys.modules.pop("jsccflow_test_plugin", None)
+    reload_registry()
+
+
+@pytest.fixture
+def write_flowgraph(tmp_path):
+    """Write YAML text (dedented) to a file and return its path."""
+
+    def write(text: str, name: str = "fg.yaml") -> str:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return str(path)
+
+    return write
