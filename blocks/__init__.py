@@ -2,5 +2,8 @@
 
 from sdjscc_phy.blocks.binarizer import Binarizer
 from sdjscc_phy.blocks.bit_source import BitSource
+from sdjscc_phy.blocks.image_source import ImageSource
+from sdjscc_phy.blocks.metric_sink import MetricSink
+from sdjscc_phy.blocks.symbol_file_sink import SymbolFileSink
 
-BUILTIN_BLOCKS = [BitSource, Binarizer]
+BUILTIN_BLOCKS = [ImageSource, BitSource, Binarizer, MetricSink, SymbolFileSink]

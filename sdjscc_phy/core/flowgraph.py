@@ -122,7 +122,7 @@ def load_flowgraph(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Fl
                    _line(raw_options, "device"))
 
     blocks, block_lines = _build_blocks(raw_blocks, variables, errors)
-    connections = _parse_connections(raw_connections, blocks, errors)
+    connections = _parse_connections(raw_connections, blocks, set(block_lines), errors)
     fg = Flowgraph(path, options, dict(variables), blocks, connections)
     if not errors.lines:
         _check_ports_connected(fg, block_lines, errors)
@@ -260,7 +260,8 @@ def _build_blocks(raw_blocks: LineList, variables: dict, errors: _Errors) -> tup
     return blocks, lines
 
 
-def _parse_connections(raw: LineList, blocks: dict[str, Block], errors: _Errors) -> list[Connection]:
+def _parse_connections(raw: LineList, blocks: dict[str, Block], declared: set[str], errors: _Errors) -> list[Connection]:
+    """Parse ``a.x -> b.y`` lines; a block that was declared but failed is not reported again."""
     connections: list[Connection] = []
     fed: dict[tuple[str, str], str] = {}
     for index, text in enumerate(raw):
@@ -275,7 +276,8 @@ def _parse_connections(raw: LineList, blocks: dict[str, Block], errors: _Errors)
             block = blocks.get(block_id)
             if block is None:
                 ok = False
-                errors.add(f"connection '{conn}': no block with id '{block_id}'", line)
+                if block_id not in declared:
+                    errors.add(f"connection '{conn}': no block with id '{block_id}'", line)
                 continue
             ports = type(block).outputs if direction == "output" else type(block).inputs
             if not any(p.name == port for p in ports):
@@ -355,10 +357,14 @@ def _check_sources(fg: Flowgraph, lines: dict[str, int], errors: _Errors) -> Non
     if not sources:
         errors.add("flowgraph has no source block (a block without inputs)")
         return
-    try:
-        counts = [s.num_items() for s in sources]
-    except JsccflowError as err:
-        errors.add(str(err))
-        return
+    counts = []
+    for source in sources:
+        if source.id not in fg.input_shapes:
+            return  # its shape inference failed and was reported
+        try:
+            counts.append(source.num_items())
+        except JsccflowError as err:
+            errors.add(f"block '{source.id}': {err}", lines.get(source.id))
+            return
     if fg.options.max_items is None and all(c is None for c in counts):
         errors.add("options: parameter 'max_items': required when every source is unbounded")

@@ -18,7 +18,7 @@ class _Required:
 #: Default of a parameter that must be given.
 REQUIRED: Any = _Required()
 
-_TYPES = ("float", "int", "str", "bool", "list[str]", "list[float]", "path")
+_TYPES = ("float", "int", "str", "bool", "list", "list[str]", "list[float]", "path")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Param:
 
     Attributes:
         name: key in the flowgraph's ``params`` mapping.
-        type: one of float, int, str, bool, list[str], list[float], path.
+        type: one of float, int, str, bool, list (any YAML list), list[str], list[float], path.
         default: value when not given; ``REQUIRED`` if it must be given.
         choices: allowed values, if the set is closed.
         low, high: inclusive range for numbers (None = unbounded).
@@ -104,6 +104,9 @@ class Param:
         elif kind in ("str", "path"):
             if isinstance(value, str):
                 return value
+        elif kind == "list":
+            if isinstance(value, list):
+                return list(value)
         elif kind == "list[str]":
             if isinstance(value, str):
                 return [value]

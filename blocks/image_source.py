@@ -1,0 +1,79 @@
+"""Image source: labelled images from the builtin sample, an ImageFolder tree, or CIFAR-10 batches."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from sdjscc_phy.core.block import Batch, BatchContext, Block
+from sdjscc_phy.core.params import Param
+from sdjscc_phy.core.ports import Port, Shape
+from sdjscc_phy.data.datasets import ImageDataset, read_builtin, read_cifar10_batches, read_image_folder
+
+
+class ImageSource(Block):
+    """Labelled RGB images in [0, 1] from `builtin`, an ImageFolder tree (`folder`) or CIFAR-10 `cifar10` batches."""
+
+    type_name = "image_source"
+    outputs = (
+        Port("image", "float32", (3, "H", "W"), "RGB image, values in [0, 1]"),
+        Port("label", "int64", (), "class index (sorted class-folder order)"),
+    )
+    params = (
+        Param("dataset", "str", "builtin", choices=("builtin", "folder", "cifar10"),
+              doc="builtin: 1,000 shipped validation images; folder: ImageFolder tree; cifar10: python pickle batches"),
+        Param("root", "path", "", doc="dataset directory (folder, cifar10)"),
+        Param("split", "str", "all", choices=("all", "train", "val", "test"),
+              doc="folder: all | train | val (the fixed validation split); cifar10: train | test"),
+        Param("split_file", "path", "", doc="folder: validation list to use instead of the shipped CIFAR-10 one"),
+        Param("limit", "int", None, low=1, nullable=True, unit="images", doc="use only the first N images"),
+        Param("resize", "int", None, low=1, nullable=True, unit="pixels", doc="scale the shorter side to this"),
+        Param("crop", "int", None, low=1, nullable=True, unit="pixels", doc="center square crop of this size"),
+        Param("shuffle", "bool", False, doc="seeded random order (options.seed)"),
+    )
+
+    def check_params(self) -> list[str]:
+        p = self.p
+        problems = []
+        if p.dataset in ("folder", "cifar10") and not p.root:
+            problems.append(f"parameter 'root': required for dataset '{p.dataset}'")
+        allowed = {"builtin": ("all",), "folder": ("all", "train", "val"), "cifar10": ("train", "test")}[p.dataset]
+        split = "train" if p.dataset == "cifar10" and p.split == "all" else p.split
+        if split not in allowed:
+            problems.append(f"parameter 'split': dataset '{p.dataset}' offers ({', '.join(allowed)}); got '{p.split}'")
+        if p.dataset != "folder" and (p.resize or p.crop):
+            problems.append("parameters 'resize'/'crop': only for dataset 'folder' (builtin and cifar10 are 32x32)")
+        return problems
+
+    @cached_property
+    def data(self) -> ImageDataset:
+        """The decoded dataset (read once; validation and running share it)."""
+        p = self.p
+        if p.dataset == "builtin":
+            data = read_builtin()
+        elif p.dataset == "cifar10":
+            data = read_cifar10_batches(p.root, "train" if p.split == "all" else p.split)
+        else:
+            data = read_image_folder(p.root, p.split, p.split_file or None, resize=p.resize, center_crop=p.crop)
+        if p.limit is not None and p.limit < len(data):
+            data = data.subset(list(range(p.limit)))
+        return data
+
+    def num_items(self) -> int:
+        return len(self.data)
+
+    def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
+        return {"image": self.data.image_shape, "label": ()}
+
+    def setup(self, ctx) -> None:
+        order = np.arange(len(self.data))
+        if self.p.shuffle:
+            order = np.random.default_rng(ctx.seed).permutation(order)
+        self._order = torch.from_numpy(order)
+
+    def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
+        index = self._order[ctx.start:ctx.start + ctx.batch_size]
+        images = self.data.images[index].to(ctx.device, non_blocking=True).float().div_(255.0)
+        return {"image": images, "label": self.data.labels[index].to(ctx.device)}

@@ -1,0 +1,31 @@
+"""``jsccflow train RECIPE [--set KEY=VALUE ...] [--resume]``: train the stages of a recipe."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sdjscc_phy.training import train as run_training
+
+
+@click.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value by dotted key, e.g. stages.classifier.epochs=1 (value parsed as YAML).")
+@click.option("--resume", is_flag=True, help="Continue every stage from its last checkpoint in output_dir.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal).")
+def train(recipe: str, overrides: tuple[str, ...], resume: bool, progress: bool | None) -> None:
+    """Train the stages of RECIPE (a YAML file); checkpoints and CSV logs go to its output_dir."""
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    results = run_training(recipe, list(overrides), resume=resume, progress=show_progress)
+    table = Table(title=f"{recipe}: final validation metrics")
+    table.add_column("stage")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for stage, metrics in results.items():
+        for name, value in metrics.items():
+            table.add_row(stage, name, f"{value:.6g}")
+    Console().print(table)

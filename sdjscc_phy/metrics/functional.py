@@ -1,0 +1,135 @@
+"""Pure metric functions: one batch in, one value per item out.
+
+The stateful metrics in this package only accumulate what these functions return. Where torchmetrics
+has the metric we call it; bit error rate, bits per pixel and the PSNR of a mean MSE are ours.
+
+Image arguments are ``(N, C, H, W)`` floating tensors with values in [0, 1] (CONVENTIONS.md); every
+function takes the reference first and the reconstruction second, ``(image, image_hat)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from sdjscc_phy.errors import DataError
+
+#: Per-image PSNR is capped here, so a perfect reconstruction (MSE = 0) reports 100 dB instead of inf
+#: and a single perfect image cannot turn a dataset mean into inf. 100 dB is an MSE of 1e-10.
+DEFAULT_MAX_PSNR_DB = 100.0
+
+# SSIM settings fixed by CONVENTIONS.md (they are torchmetrics' defaults; spelled out so a change of
+# default upstream cannot change our numbers).
+SSIM_KERNEL_SIZE = 11
+SSIM_SIGMA = 1.5
+DATA_RANGE = 1.0
+
+
+def as_tensor(value, name: str) -> torch.Tensor:
+    """Return ``value`` (tensor, numpy array or number) as a detached tensor; DataError otherwise."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (np.ndarray, np.generic, int, float, bool)):
+        return torch.as_tensor(value)
+    raise DataError(f"`{name}` must be a tensor or numpy array; got {type(value).__name__}")
+
+
+def check_image_pair(image, image_hat) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a reference/reconstruction pair and return both as float tensors of one dtype."""
+    image, image_hat = as_tensor(image, "image"), as_tensor(image_hat, "image_hat")
+    for name, x in (("image", image), ("image_hat", image_hat)):
+        if not x.is_floating_point():
+            raise DataError(f"`{name}` must be a floating tensor with values in [0, 1]; got dtype {x.dtype}")
+        if x.ndim != 4:
+            raise DataError(f"`{name}` must have shape (N, C, H, W); got {tuple(x.shape)}")
+    if image.shape != image_hat.shape:
+        raise DataError(
+            f"`image` and `image_hat` must have the same shape; got {tuple(image.shape)} and {tuple(image_hat.shape)}"
+        )
+    for name, x in (("image", image), ("image_hat", image_hat)):
+        # NaN fails both comparisons, so this also rejects non-finite values.
+        if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+            raise DataError(
+                f"`{name}` must have values in [0, 1] (clamp the decoder output); "
+                f"got range [{x.min().item():.4g}, {x.max().item():.4g}]"
+            )
+    dtype = torch.promote_types(torch.promote_types(image.dtype, image_hat.dtype), torch.float32)
+    return image.to(dtype), image_hat.to(dtype)
+
+
+def per_image_mse(image, image_hat) -> torch.Tensor:
+    """Mean squared error of each image over its C·H·W values; shape ``(N,)``."""
+    image, image_hat = check_image_pair(image, image_hat)
+    return (image_hat - image).square().flatten(1).mean(dim=1)
+
+
+def per_image_psnr_db(image, image_hat, max_db: float = DEFAULT_MAX_PSNR_DB) -> torch.Tensor:
+    """PSNR in dB of each image (data range 1), capped at ``max_db``; shape ``(N,)``."""
+    image, image_hat = check_image_pair(image, image_hat)
+    psnr = peak_signal_noise_ratio(image_hat, image, data_range=DATA_RANGE, reduction="none", dim=(1, 2, 3))
+    return psnr.clamp(max=max_db)
+
+
+def psnr_db_from_mse(mse: float, max_db: float = DEFAULT_MAX_PSNR_DB) -> float:
+    """PSNR in dB (data range 1) of one MSE value, capped at ``max_db`` (also for MSE = 0)."""
+    if mse <= 10.0 ** (-max_db / 10.0):
+        return float(max_db)
+    return -10.0 * math.log10(mse)
+
+
+def per_image_ssim(image, image_hat) -> torch.Tensor:
+    """SSIM of each image (Gaussian window 11, σ = 1.5, data range 1, mean over channels); shape ``(N,)``."""
+    image, image_hat = check_image_pair(image, image_hat)
+    if min(image.shape[-2:]) < SSIM_KERNEL_SIZE:
+        raise DataError(
+            f"SSIM needs images of at least {SSIM_KERNEL_SIZE}x{SSIM_KERNEL_SIZE} pixels; "
+            f"got {image.shape[-2]}x{image.shape[-1]}"
+        )
+    return structural_similarity_index_measure(
+        image_hat,
+        image,
+        gaussian_kernel=True,
+        sigma=SSIM_SIGMA,
+        kernel_size=SSIM_KERNEL_SIZE,
+        data_range=DATA_RANGE,
+        reduction="none",
+    )
+
+
+def per_item_ber(bits, bits_hat) -> torch.Tensor:
+    """Bit error rate of each item: hard bits ``(N, ...)`` of 0/1 (bool, integer or float); shape ``(N,)``."""
+    bits, bits_hat = as_tensor(bits, "bits"), as_tensor(bits_hat, "bits_hat")
+    if bits.shape != bits_hat.shape:
+        raise DataError(
+            f"`bits` and `bits_hat` must have the same shape; got {tuple(bits.shape)} and {tuple(bits_hat.shape)}"
+        )
+    if bits.ndim < 2 or bits[0].numel() == 0:
+        raise DataError(f"`bits` must have shape (N, num_bits, ...) with num_bits > 0; got {tuple(bits.shape)}")
+    for name, x in (("bits", bits), ("bits_hat", bits_hat)):
+        # uint8/bool need one max() pass; other dtypes need the full 0-or-1 test.
+        if x.dtype in (torch.uint8, torch.bool):
+            valid = x.numel() == 0 or int(x.max()) <= 1
+        else:
+            valid = not x.is_complex() and bool(((x == 0) | (x == 1)).all())
+        if not valid:
+            raise DataError(f"`{name}` must hold hard bits 0/1 (make hard decisions on LLRs first)")
+    errors = (bits != bits_hat).flatten(1).sum(dim=1, dtype=torch.int64)
+    return errors.to(torch.float64) / bits[0].numel()
+
+
+def bits_per_pixel(num_bits, height: int, width: int, num_images: int) -> torch.Tensor:
+    """Transmitted bits per source pixel, ``num_bits / (height·width)``, for each image; shape ``(N,)``.
+
+    ``num_bits`` is one count for every image or one count per image, shape ``(N,)``.
+    """
+    num_bits = as_tensor(num_bits, "num_bits").to(torch.float64)
+    if num_bits.ndim == 0:
+        num_bits = num_bits.expand(num_images)
+    if num_bits.shape != (num_images,):
+        raise DataError(f"`num_bits` must be a scalar or have shape ({num_images},); got {tuple(num_bits.shape)}")
+    if not bool((num_bits >= 0).all()):
+        raise DataError("`num_bits` must be >= 0")
+    return num_bits / (height * width)

@@ -1,0 +1,108 @@
+"""The SD-JSCC / deep-JSCC codec (paper Sec. III-C, Fig. 3).
+
+Encoder: strided convolutions and residual blocks, then a sigmoid head whose outputs ``e`` in [0, 1]
+are binarized (eq. 14). Decoder: convolutions, residual blocks and upsampling from the soft bits the
+demapper delivers (P(b = 1), in [0, 1]) back to an image in [0, 1]. The encoder downsamples by 4, so
+any image whose sides are divisible by 4 works (CIFAR 32x32, STL 96x96); the code has
+``code_channels`` x H/4 x W/4 bits, i.e. ``bpp = code_channels / 16`` bits per pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from sdjscc_phy.errors import ParameterError
+
+DOWNSAMPLING = 4
+
+
+def code_channels_for_bpp(bpp: float) -> int:
+    """Channels of the binary code for a target rate in bits per pixel (must be a multiple of 1/16)."""
+    channels = bpp * DOWNSAMPLING * DOWNSAMPLING
+    if channels < 1 or abs(channels - round(channels)) > 1e-9:
+        raise ParameterError(f"bpp must be a positive multiple of 1/16 (one code channel); got {bpp}")
+    return int(round(channels))
+
+
+def bpp_for_bandwidth_ratio(bandwidth_ratio: float, num_bits_per_symbol: int) -> float:
+    """bpp equivalent to k/n = complex symbols / (3·H·W) real values: bpp = 3 · k/n · bits/symbol."""
+    return 3.0 * bandwidth_ratio * num_bits_per_symbol
+
+
+@dataclass(frozen=True)
+class JsccConfig:
+    """Codec size: ``width`` channels at H/2 and H/4, ``width // 2`` at full resolution."""
+
+    code_channels: int = 4
+    width: int = 64
+    num_res_blocks: int = 1
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3 - PReLU - conv3x3, plus the identity."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.PReLU(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _res_stack(channels: int, count: int) -> list[nn.Module]:
+    return [ResidualBlock(channels) for _ in range(count)]
+
+
+class JsccEncoder(nn.Module):
+    """Image [B, 3, H, W] in [0, 1] -> e [B, code_channels·H/4·W/4] in [0, 1] (before eq. 14)."""
+
+    def __init__(self, config: JsccConfig):
+        super().__init__()
+        w, r = config.width, config.num_res_blocks
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
+            nn.Conv2d(w, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
+            nn.Conv2d(w, config.code_channels, 3, padding=1),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(image * 2.0 - 1.0)).flatten(1)
+
+
+class JsccDecoder(nn.Module):
+    """Soft bits [B, code_channels·H/4·W/4] in [0, 1] -> image [B, 3, H, W] in [0, 1]."""
+
+    def __init__(self, config: JsccConfig):
+        super().__init__()
+        w, r = config.width, config.num_res_blocks
+        self.code_channels = config.code_channels
+        half = w // 2
+        self.net = nn.Sequential(
+            nn.Conv2d(config.code_channels, w, 3, padding=1), nn.PReLU(w), *_res_stack(w, r),
+            nn.Conv2d(w, 4 * w, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(w), *_res_stack(w, r),
+            nn.Conv2d(w, 4 * half, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(half), *_res_stack(half, r),
+            nn.Conv2d(half, 3, 3, padding=1),
+        )
+
+    def forward(self, soft_bits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        grid = soft_bits.reshape(-1, self.code_channels, height // DOWNSAMPLING, width // DOWNSAMPLING)
+        return torch.sigmoid(self.net(grid * 2.0 - 1.0))
+
+
+class JsccCodec(nn.Module):
+    """Encoder and decoder of one trained codec (one checkpoint)."""
+
+    def __init__(self, config: JsccConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = JsccEncoder(config)
+        self.decoder = JsccDecoder(config)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
