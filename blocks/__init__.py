@@ -2,8 +2,13 @@
 
 from sdjscc_phy.blocks.binarizer import Binarizer
 from sdjscc_phy.blocks.bit_source import BitSource
+from sdjscc_phy.blocks.channels import AwgnChannel, RayleighChannel
 from sdjscc_phy.blocks.image_source import ImageSource
+from sdjscc_phy.blocks.mapping import SymbolDemapper, SymbolMapper
 from sdjscc_phy.blocks.metric_sink import MetricSink
 from sdjscc_phy.blocks.symbol_file_sink import SymbolFileSink
 
-BUILTIN_BLOCKS = [ImageSource, BitSource, Binarizer, MetricSink, SymbolFileSink]
+BUILTIN_BLOCKS = [
+    ImageSource, BitSource, Binarizer, SymbolMapper, SymbolDemapper, AwgnChannel, RayleighChannel,
+    MetricSink, SymbolFileSink,
+]

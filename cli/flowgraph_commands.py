@@ -28,12 +28,14 @@ def run(flowgraph: str, overrides: tuple[str, ...], output: str | None, progress
     fg = load_flowgraph(flowgraph, overrides)
     show_progress = sys.stderr.isatty() if progress is None else progress
     result = run_flowgraph(fg, progress=show_progress)
-    table = Table(title=f"{fg.options.id or flowgraph}: {result.items} items in {result.seconds:.1f} s")
+    console = Console()
+    console.print(f"{fg.options.id or flowgraph}: {result.items} items in {result.seconds:.1f} s", highlight=False)
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in result.metrics.items():
         table.add_row(name, f"{value:.6g}")
-    Console().print(table)
+    console.print(table)
     if output:
         write_json_atomic(output, {
             "flowgraph": flowgraph,

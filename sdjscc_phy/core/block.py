@@ -24,13 +24,14 @@ from sdjscc_phy.errors import ParameterError, PortError
 Batch = dict[str, torch.Tensor]
 
 
-def derive_key(seed: int, block_id: str, batch_index: int) -> int:
-    """A 63-bit key for one block's random stream in one batch, determined by the flowgraph seed.
+def derive_key(seed: int, block_id: str, batch_index: int | None = None) -> int:
+    """A 63-bit key for one block's random stream (in one batch, or for the whole run), from the seed.
 
     Keys depend on the block id (not on block order), so adding a block does not change the noise
     another block draws.
     """
-    seq = np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(block_id.encode()), batch_index))
+    spawn_key = (zlib.crc32(block_id.encode()),) + (() if batch_index is None else (batch_index,))
+    seq = np.random.SeedSequence(entropy=seed, spawn_key=spawn_key)
     return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
@@ -45,6 +46,8 @@ class BatchContext:
         path: ``host`` or ``torch``.
         device: torch device the flowgraph runs on.
         key: seed-derived 63-bit key for this block and batch (host-path RNGs).
+        run_key: seed-derived key for this block over the whole run; counter-based kernels use it with
+            ``start`` as row offset, so their draws do not depend on the batch size.
     """
 
     batch_index: int
@@ -53,6 +56,7 @@ class BatchContext:
     path: str
     device: torch.device
     key: int
+    run_key: int
     _generator: torch.Generator | None = field(default=None, repr=False)
 
     @property
@@ -71,13 +75,15 @@ class BatchContext:
 
 @dataclass
 class SetupContext:
-    """What a block knows before the first batch: device, path, seed and its resolved port shapes."""
+    """What a block knows before the first batch: device, path, seed, its resolved port shapes and
+    which of its outputs are connected (a block may skip computing the others)."""
 
     device: torch.device
     path: str
     seed: int
     input_shapes: dict[str, Shape]
     output_shapes: dict[str, Shape]
+    connected_outputs: frozenset[str] = frozenset()
 
 
 class Block:

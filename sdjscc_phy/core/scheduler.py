@@ -54,12 +54,17 @@ class Scheduler:
         self.path = fg.options.path
         self._inputs_of = {block_id: fg.upstream(block_id) for block_id in fg.blocks}
         self._item_shapes = dict(fg.output_shapes)
+        self._run_keys = {block_id: derive_key(fg.options.seed, block_id) for block_id in fg.blocks}
+        self._connected_outputs: dict[str, set[str]] = {block_id: set() for block_id in fg.blocks}
+        for conn in fg.connections:
+            self._connected_outputs[conn.src].add(conn.src_port)
 
     def setup(self) -> None:
         for block_id, block in self.fg.blocks.items():
             outputs = {p.name: self._item_shapes[(block_id, p.name)] for p in type(block).outputs}
             block.setup(SetupContext(self.device, self.path, self.fg.options.seed,
-                                     self.fg.input_shapes.get(block_id, {}), outputs))
+                                     self.fg.input_shapes.get(block_id, {}), outputs,
+                                     frozenset(self._connected_outputs[block_id])))
 
     def run_batch(self, batch_index: int, start: int, batch_size: int) -> None:
         """Process items ``[start, start + batch_size)`` through every block, in topological order."""
@@ -68,15 +73,17 @@ class Scheduler:
         for block_id, block in self.fg.blocks.items():
             inputs = {port: values[src] for port, src in self._inputs_of[block_id].items()}
             ctx = BatchContext(batch_index, start, batch_size, self.path, self.device,
-                               derive_key(seed, block_id, batch_index))
+                               derive_key(seed, block_id, batch_index), self._run_keys[block_id])
             outputs = block.process(inputs, ctx)
             self._check_outputs(block, outputs, batch_size)
             for port, tensor in outputs.items():
                 values[(block_id, port)] = tensor
 
     def _check_outputs(self, block: Block, outputs: Batch, batch_size: int) -> None:
-        """A block must return every declared output with the declared dtype and item shape."""
+        """A block must return every connected output with the declared dtype and item shape."""
         for port in type(block).outputs:
+            if port.name not in self._connected_outputs[block.id]:
+                continue
             tensor = outputs.get(port.name)
             where = f"block '{block.id}' output port '{port.name}'"
             if not isinstance(tensor, torch.Tensor):
