@@ -6,9 +6,10 @@ from sdjscc_phy.blocks.channels import AwgnChannel, RayleighChannel
 from sdjscc_phy.blocks.image_source import ImageSource
 from sdjscc_phy.blocks.mapping import SymbolDemapper, SymbolMapper
 from sdjscc_phy.blocks.metric_sink import MetricSink
+from sdjscc_phy.blocks.neural import Classifier, JsccDecoder, JsccEncoder
 from sdjscc_phy.blocks.symbol_file_sink import SymbolFileSink
 
 BUILTIN_BLOCKS = [
     ImageSource, BitSource, Binarizer, SymbolMapper, SymbolDemapper, AwgnChannel, RayleighChannel,
-    MetricSink, SymbolFileSink,
+    JsccEncoder, JsccDecoder, Classifier, MetricSink, SymbolFileSink,
 ]

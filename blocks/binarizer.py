@@ -7,12 +7,7 @@ import torch
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port
-
-
-def binarize_straight_through(e: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """``q = 1 if e > threshold else 0`` (eq. 14); the backward pass is the identity (straight-through)."""
-    hard = (e > threshold).to(e.dtype)
-    return e + (hard - e).detach()
+from sdjscc_phy.phy.quantization import binarize_straight_through
 
 
 class Binarizer(Block):

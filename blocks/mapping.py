@@ -11,9 +11,7 @@ from sdjscc_phy.errors import PortError
 from sdjscc_phy.kernels import mapping as host
 from sdjscc_phy.phy import mapping as differentiable
 
-#: Constellation name -> bits per symbol.
-CONSTELLATIONS = {"bpsk": 1, "qpsk": 2, "qam16": 4, "qam64": 6}
-
+CONSTELLATIONS = host.CONSTELLATIONS
 _CONSTELLATION = Param("constellation", "str", "qam16", choices=tuple(CONSTELLATIONS),
                        doc="Gray-labelled, Es = 1 (bpsk, qpsk, qam16, qam64)")
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import os
+import tempfile
+
 import numpy as np
 import torch
 
@@ -9,7 +13,47 @@ from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import JsccflowError, PortError
-from sdjscc_phy.metrics import make_metrics
+from sdjscc_phy.metrics import functional, make_metrics
+
+
+class ItemLog:
+    """Per-item rows (CSV) written to a temporary file and renamed into place only if the run completes."""
+
+    def __init__(self, path: str, with_ssim: bool):
+        directory = os.path.dirname(os.path.abspath(path)) or "."
+        os.makedirs(directory, exist_ok=True)
+        self.path, self.with_ssim = path, with_ssim
+        fd, self.tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".csv")
+        self.file = os.fdopen(fd, "w", newline="")
+        self.writer: csv.DictWriter | None = None
+
+    def write(self, start: int, batch: dict) -> None:
+        columns = {"item": torch.arange(start, start + next(iter(batch.values())).shape[0])}
+        if "label" in batch:
+            columns["label"] = batch["label"]
+        predicted = batch.get("label_hat", batch["logits"].argmax(1) if "logits" in batch else None)
+        if predicted is not None:
+            columns["label_hat"] = predicted
+            if "label" in batch:
+                columns["correct"] = (predicted == batch["label"]).long()
+        if "image" in batch and "image_hat" in batch:
+            columns["psnr_db"] = functional.per_image_psnr_db(batch["image"], batch["image_hat"])
+            if self.with_ssim:
+                columns["ssim"] = functional.per_image_ssim(batch["image"], batch["image_hat"])
+        if "bits" in batch and "bits_hat" in batch:
+            columns["ber"] = functional.per_item_ber(batch["bits"], batch["bits_hat"])
+        if self.writer is None:
+            self.writer = csv.DictWriter(self.file, fieldnames=list(columns))
+            self.writer.writeheader()
+        values = {k: v.detach().cpu().tolist() for k, v in columns.items()}
+        self.writer.writerows(dict(zip(values, row)) for row in zip(*values.values()))
+
+    def close(self, completed: bool) -> None:
+        self.file.close()
+        if completed:
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
 
 
 def hard_decision(llr: torch.Tensor) -> torch.Tensor:
@@ -38,6 +82,8 @@ class MetricSink(Block):
         Param("metrics", "list", ["accuracy"],
               doc="names: accuracy, f1_macro, psnr_db, psnr_db_of_mean_mse, ssim, mse, ber, bpp"),
         Param("prefix", "str", "", doc="prepended to every metric name (to tell two sinks apart)"),
+        Param("items_csv", "path", "", doc="also write one CSV row per item (label, label_hat, correct, "
+                                          "psnr_db, ssim, ber where available), for paired comparisons"),
     )
 
     def check_params(self) -> list[str]:
@@ -59,6 +105,8 @@ class MetricSink(Block):
 
     def setup(self, ctx) -> None:
         self._metrics = make_metrics(self.p.metrics)
+        names = {m.name for m in self._metrics.metrics}
+        self._items = ItemLog(self.p.items_csv, with_ssim="ssim" in names) if self.p.items_csv else None
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         batch = dict(inputs)
@@ -67,7 +115,13 @@ class MetricSink(Block):
         if "num_bits" not in batch and "bits" in batch:
             batch["num_bits"] = batch["bits"].shape[1]
         self._metrics.update(batch)
+        if self._items is not None:
+            self._items.write(ctx.start, batch)
         return {}
+
+    def close(self, completed: bool) -> None:
+        if getattr(self, "_items", None) is not None:
+            self._items.close(completed)
 
     def results(self) -> dict[str, float]:
         return {self.p.prefix + name: value for name, value in self._metrics.compute().items()}

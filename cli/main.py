@@ -1,4 +1,4 @@
-"""``jsccflow``: run, validate and list flowgraph blocks; train models.
+"""``jsccflow``: run, validate and list flowgraph blocks; train models from recipes.
 
 Every user error (a ``JsccflowError``) becomes one line per problem on stderr and exit code 2, with no
 traceback; ``main(argv)`` returns the exit code so tests can call it directly.
@@ -12,6 +12,7 @@ import click
 
 from sdjscc_phy import __version__
 from sdjscc_phy.cli.flowgraph_commands import blocks, run, validate
+from sdjscc_phy.cli.train import train
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
 
 EXIT_USER_ERROR = 2
@@ -26,6 +27,7 @@ def cli() -> None:
 cli.add_command(run)
 cli.add_command(validate)
 cli.add_command(blocks)
+cli.add_command(train)
 
 
 def main(argv: list[str] | None = None) -> int:

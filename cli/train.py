@@ -16,11 +16,13 @@ from sdjscc_phy.training import train as run_training
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value by dotted key, e.g. stages.classifier.epochs=1 (value parsed as YAML).")
 @click.option("--resume", is_flag=True, help="Continue every stage from its last checkpoint in output_dir.")
+@click.option("--stage", "stages", multiple=True, metavar="NAME",
+              help="Train only this stage (repeatable); stages it loads from must have been exported.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal).")
-def train(recipe: str, overrides: tuple[str, ...], resume: bool, progress: bool | None) -> None:
+def train(recipe: str, overrides: tuple[str, ...], resume: bool, stages: tuple[str, ...], progress: bool | None) -> None:
     """Train the stages of RECIPE (a YAML file); checkpoints and CSV logs go to its output_dir."""
     show_progress = sys.stderr.isatty() if progress is None else progress
-    results = run_training(recipe, list(overrides), resume=resume, progress=show_progress)
+    results = run_training(recipe, list(overrides), resume=resume, progress=show_progress, only=stages)
     table = Table(title=f"{recipe}: final validation metrics")
     table.add_column("stage")
     table.add_column("metric")

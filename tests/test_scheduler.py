@@ -105,3 +105,23 @@ def test_same_seed_same_numbers_other_seed_other_numbers(write_flowgraph):
     assert first == again
     assert first["ber"] != other["ber"]
     assert 0.45 < first["ber"] < 0.55  # two independent streams disagree on half the bits
+
+
+def test_metric_sink_writes_per_item_csv_only_when_the_run_completes(write_flowgraph, tmp_path):
+    items = tmp_path / "items.csv"
+    path = write_flowgraph(f"""\
+        options: {{batch_size: 30, max_items: 70}}
+        blocks:
+          - {{id: src, type: image_source, params: {{dataset: builtin}}}}
+          - {{id: sink, type: metric_sink, params: {{metrics: [psnr_db], items_csv: {items}}}}}
+        connections:
+          - src.image -> sink.image
+          - src.image -> sink.image_hat
+          - src.label -> sink.label
+          - src.label -> sink.label_hat
+        """)
+    run_flowgraph(load_flowgraph(path))
+    rows = items.read_text().splitlines()
+    assert rows[0] == "item,label,label_hat,correct,psnr_db" and len(rows) == 71
+    assert rows[70].startswith("69,") and rows[70].endswith(",1,100.0")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []

@@ -243,16 +243,16 @@ def read_builtin(name: str = "cifar10_val_sample") -> ImageDataset:
     return ImageDataset(torch.from_numpy(images), _labels(rel_paths, class_names), class_names, rel_paths)
 
 
-def load_dataset(format: str, root: str | Path | None = None, split: str = "all", **options) -> ImageDataset:
-    """Dispatch on ``format`` (``imagefolder``, ``cifar10_batches``, ``builtin``), e.g. from a recipe."""
-    if format == "imagefolder":
+def load_dataset(data_format: str, root: str | Path | None = None, split: str = "all", **options) -> ImageDataset:
+    """Dispatch on ``data_format`` (``imagefolder``, ``cifar10_batches``, ``builtin``), e.g. from a recipe."""
+    if data_format == "imagefolder":
         if root is None:
             raise DataError("format 'imagefolder' needs a root directory")
         return read_image_folder(root, split, **options)
-    if format == "cifar10_batches":
+    if data_format == "cifar10_batches":
         if root is None:
             raise DataError("format 'cifar10_batches' needs a root directory")
         return read_cifar10_batches(root, split, **options)
-    if format == "builtin":
+    if data_format == "builtin":
         return read_builtin(**options)
-    raise DataError(f"dataset format must be one of ('imagefolder', 'cifar10_batches', 'builtin'); got '{format}'")
+    raise DataError(f"dataset format must be one of ('imagefolder', 'cifar10_batches', 'builtin'); got '{data_format}'")

@@ -16,6 +16,8 @@ from sdjscc_phy.kernels.rng import KERNEL_OPTIONS
 
 SUPPORTED_BITS_PER_SYMBOL = (1, 2, 4, 6)
 DEMAPPING_METHODS = ("app", "maxlog")
+#: Constellation name -> bits per complex symbol.
+CONSTELLATIONS = {"bpsk": 1, "qpsk": 2, "qam16": 4, "qam64": 6}
 
 _MINUS_INF = np.float32(-np.inf)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from sdjscc_phy.errors import DataError, ParameterError
 from sdjscc_phy.metrics.base import Metric
@@ -23,7 +22,7 @@ class _MulticlassMetric(Metric):
 
     higher_is_better = True
     inputs = ("logits|label_hat", "label")
-    _torchmetrics_class: type
+    _torchmetrics_class: str  # class name in torchmetrics.classification
     _average: str
 
     def __init__(self, num_classes: int | None = None) -> None:
@@ -67,7 +66,10 @@ class _MulticlassMetric(Metric):
             self._check_range(preds, "label_hat")
         self._check_range(label, "label")
         if self._counts is None:
-            self._counts = self._torchmetrics_class(
+            # Imported on first use: importing torchmetrics pulls in scipy.signal (seconds at CLI start).
+            from torchmetrics import classification
+
+            self._counts = getattr(classification, self._torchmetrics_class)(
                 num_classes=self.num_classes, average=self._average, validate_args=False
             ).to(label.device)
         self._counts.update(preds, label)
@@ -99,7 +101,7 @@ class Accuracy(_MulticlassMetric):
     """
 
     reports_standard_error = True
-    _torchmetrics_class = MulticlassAccuracy
+    _torchmetrics_class = "MulticlassAccuracy"
     _average = "micro"
 
     def compute(self) -> dict[str, float]:
@@ -116,7 +118,7 @@ class F1Macro(_MulticlassMetric):
     predictions is left out of the average; a class with no true positives scores 0.
     """
 
-    _torchmetrics_class = MulticlassF1Score
+    _torchmetrics_class = "MulticlassF1Score"
     _average = "macro"
 
     def compute(self) -> dict[str, float]:

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from sdjscc_phy.errors import DataError
 
@@ -69,6 +68,9 @@ def per_image_mse(image, image_hat) -> torch.Tensor:
 def per_image_psnr_db(image, image_hat, max_db: float = DEFAULT_MAX_PSNR_DB) -> torch.Tensor:
     """PSNR in dB of each image (data range 1), capped at ``max_db``; shape ``(N,)``."""
     image, image_hat = check_image_pair(image, image_hat)
+    # torchmetrics is imported on first use: its package import pulls in scipy.signal (seconds).
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     psnr = peak_signal_noise_ratio(image_hat, image, data_range=DATA_RANGE, reduction="none", dim=(1, 2, 3))
     return psnr.clamp(max=max_db)
 
@@ -88,6 +90,8 @@ def per_image_ssim(image, image_hat) -> torch.Tensor:
             f"SSIM needs images of at least {SSIM_KERNEL_SIZE}x{SSIM_KERNEL_SIZE} pixels; "
             f"got {image.shape[-2]}x{image.shape[-1]}"
         )
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(
         image_hat,
         image,

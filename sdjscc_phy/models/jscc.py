@@ -10,11 +10,13 @@ any image whose sides are divisible by 4 works (CIFAR 32x32, STL 96x96); the cod
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from sdjscc_phy.errors import ParameterError
+from sdjscc_phy.errors import CheckpointError, ParameterError
+from sdjscc_phy.models.checkpoints import resolve_checkpoint, shipped_names
 
 DOWNSAMPLING = 4
 
@@ -34,7 +36,7 @@ def bpp_for_bandwidth_ratio(bandwidth_ratio: float, num_bits_per_symbol: int) ->
 
 @dataclass(frozen=True)
 class JsccConfig:
-    """Codec size: ``width`` channels at H/2 and H/4, ``width // 2`` at full resolution."""
+    """Codec size: ``width`` channels at H/4, ``width // 2`` at H/2 and ``width // 4`` at full resolution."""
 
     code_channels: int = 4
     width: int = 64
@@ -59,6 +61,11 @@ def _res_stack(channels: int, count: int) -> list[nn.Module]:
     return [ResidualBlock(channels) for _ in range(count)]
 
 
+def _upsample(c_in: int, c_out: int) -> list[nn.Module]:
+    """x2 upsampling: conv to 4 c_out channels, then pixel shuffle."""
+    return [nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(c_out)]
+
+
 class JsccEncoder(nn.Module):
     """Image [B, 3, H, W] in [0, 1] -> e [B, code_channels·H/4·W/4] in [0, 1] (before eq. 14)."""
 
@@ -66,8 +73,8 @@ class JsccEncoder(nn.Module):
         super().__init__()
         w, r = config.width, config.num_res_blocks
         self.net = nn.Sequential(
-            nn.Conv2d(3, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
-            nn.Conv2d(w, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
+            nn.Conv2d(3, w // 2, 5, stride=2, padding=2), nn.PReLU(w // 2), *_res_stack(w // 2, r),
+            nn.Conv2d(w // 2, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
             nn.Conv2d(w, config.code_channels, 3, padding=1),
         )
 
@@ -82,12 +89,11 @@ class JsccDecoder(nn.Module):
         super().__init__()
         w, r = config.width, config.num_res_blocks
         self.code_channels = config.code_channels
-        half = w // 2
         self.net = nn.Sequential(
             nn.Conv2d(config.code_channels, w, 3, padding=1), nn.PReLU(w), *_res_stack(w, r),
-            nn.Conv2d(w, 4 * w, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(w), *_res_stack(w, r),
-            nn.Conv2d(w, 4 * half, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(half), *_res_stack(half, r),
-            nn.Conv2d(half, 3, 3, padding=1),
+            *_upsample(w, w // 2), *_res_stack(w // 2, r),
+            *_upsample(w // 2, w // 4),
+            nn.Conv2d(w // 4, 3, 3, padding=1),
         )
 
     def forward(self, soft_bits: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -106,3 +112,43 @@ class JsccCodec(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+
+EXPORT_FORMAT = "jsccflow-jscc"
+EXPORT_VERSION = 1
+
+
+def export_codec(codec: JsccCodec, path: str | Path, link: dict, metadata: dict) -> None:
+    """Write the inference checkpoint: fp16 weights, codec config, the training link and ``metadata``."""
+    from sdjscc_phy.training.checkpoint import atomic_torch_save  # training imports this module
+
+    state = {k: v.half() if v.is_floating_point() else v for k, v in codec.state_dict().items()}
+    payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": codec.config_dict(),
+               "link": dict(link), "state_dict": state, **metadata}
+    atomic_torch_save(payload, path)
+
+
+def load_codec(name_or_path: str, map_location: str | torch.device = "cpu") -> JsccCodec:
+    """Load an exported codec (shipped name or path) in eval mode with fp32 weights.
+
+    The checkpoint's training link and metadata are attached as ``codec.link`` / ``codec.metadata``.
+    """
+    path = resolve_checkpoint(name_or_path)
+    if not path.is_file():
+        raise CheckpointError(f"codec checkpoint '{name_or_path}' is neither a file nor a shipped name "
+                              f"({shipped_names()})")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        raise CheckpointError(f"codec checkpoint '{path}' is unreadable: {type(exc).__name__}") from None
+    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"'{path}' is not a jsccflow codec checkpoint")
+    try:
+        codec = JsccCodec(JsccConfig(**payload["config"]))
+        codec.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"codec checkpoint '{path}' does not match JsccCodec: {first_line}") from None
+    codec.link = dict(payload.get("link", {}))
+    codec.metadata = {k: v for k, v in payload.items() if k != "state_dict"}
+    return codec.eval()

@@ -1,0 +1,207 @@
+"""The downstream AI task T: a small CIFAR-10 CNN with tappable feature layers.
+
+The design follows Keller Jordan's airbench94 (CIFAR-10 speedruns, 2024): a frozen 2x2 patch-whitening
+convolution, three conv groups (conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU),
+global max-pool and a linear head scaled by 1/9. It reaches > 90 % top-1 on CIFAR-10 in about ten
+epochs, which makes it trainable on a CPU. Inputs are float RGB images in [0, 1]; the per-channel
+normalisation lives inside the model.
+
+The SD-JSCC semantic loss (paper eqs. 8-13) reads feature maps ``f_k`` (``[B, K, M, N]``) of one layer
+through :meth:`CifarClassifier.features` / :meth:`CifarClassifier.forward_features`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sdjscc_phy.errors import CheckpointError
+from sdjscc_phy.models.checkpoints import resolve_checkpoint, shipped_names
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+FEATURE_LAYERS = ("stem", "block1", "block2", "block3")
+SHIPPED_CHECKPOINT = "classifier_cifar10"
+EXPORT_FORMAT = "jsccflow-classifier"
+EXPORT_VERSION = 1
+
+
+class _BatchNorm(nn.BatchNorm2d):
+    """BatchNorm with a fixed unit scale and a learned bias (airbench: the scale is redundant before GELU)."""
+
+    def __init__(self, channels: int, momentum: float):
+        super().__init__(channels, momentum=momentum)
+        self.weight.requires_grad_(False)
+
+
+def _conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[: min(c_in, c_out)])  # identity-initialised where widths allow
+    return conv
+
+
+class _ConvGroup(nn.Module):
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float):
+        super().__init__()
+        self.conv1 = _conv3x3(c_in, c_out)
+        self.norm1 = _BatchNorm(c_out, bn_momentum)
+        self.conv2 = _conv3x3(c_out, c_out)
+        self.norm2 = _BatchNorm(c_out, bn_momentum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.norm1(F.max_pool2d(self.conv1(x), 2)))
+        return F.gelu(self.norm2(self.conv2(x)))
+
+
+class CifarClassifier(nn.Module):
+    """Image classifier for 32x32 RGB inputs.
+
+    ``widths``: channels of the three conv groups; ``bn_momentum``: PyTorch BatchNorm momentum;
+    ``logit_scale``: multiplies the logits (airbench's 1/9 keeps early softmax outputs soft);
+    ``tta_flip``: :meth:`predict` averages the logits of the image and its horizontal mirror.
+    Feature maps for an input ``[B, 3, 32, 32]``: ``stem`` ``[B, 24, 31, 31]``, ``block1``
+    ``[B, w1, 15, 15]``, ``block2`` ``[B, w2, 7, 7]``, ``block3`` ``[B, w3, 3, 3]``.
+    """
+
+    def __init__(
+        self,
+        widths: tuple[int, int, int] | list[int] = (64, 192, 192),
+        num_classes: int = 10,
+        bn_momentum: float = 0.4,
+        logit_scale: float = 1 / 9,
+        tta_flip: bool = True,
+    ):
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if len(widths) != 3 or min(widths) < 1:
+            raise ValueError(f"widths must be three positive ints; got {widths}")
+        self.arch = dict(
+            widths=list(widths), num_classes=int(num_classes), bn_momentum=float(bn_momentum),
+            logit_scale=float(logit_scale), tta_flip=bool(tta_flip),
+        )
+        self.tta_flip = bool(tta_flip)
+        self.logit_scale = float(logit_scale)
+        self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(CIFAR10_STD).view(1, 3, 1, 1))
+        whiten_width = 2 * 3 * 2 * 2
+        self.whiten = nn.Conv2d(3, whiten_width, 2, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)  # set from data by init_whitening, then frozen
+        self.block1 = _ConvGroup(whiten_width, widths[0], bn_momentum)
+        self.block2 = _ConvGroup(widths[0], widths[1], bn_momentum)
+        self.block3 = _ConvGroup(widths[1], widths[2], bn_momentum)
+        self.head = nn.Linear(widths[2], num_classes, bias=False)
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the stem to whiten 2x2 patches of ``images`` (float [0, 1] ``[B, 3, H, W]``), eigenvector-wise.
+
+        Each eigenvector of the patch covariance, scaled by 1/sqrt(eigenvalue + eps), gives one filter and
+        its negation another (so GELU keeps both signs).
+        """
+        x = self._normalise(images.float())
+        patches = x.unfold(2, 2, 1).unfold(3, 2, 1).transpose(1, 3).reshape(-1, 3 * 2 * 2).double()
+        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / patches.shape[0])
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).flip(0).reshape(-1, 3, 2, 2)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]).float())
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def _trunk(self, x: torch.Tensor, stop: str | None = None) -> torch.Tensor:
+        x = F.gelu(self.whiten(self._normalise(x)))
+        if stop == "stem":
+            return x
+        for name in ("block1", "block2", "block3"):
+            x = getattr(self, name)(x)
+            if stop == name:
+                return x
+        return x
+
+    def _head(self, feature: torch.Tensor, layer: str) -> torch.Tensor:
+        x = feature
+        for name in FEATURE_LAYERS[FEATURE_LAYERS.index(layer) + 1:]:
+            x = getattr(self, name)(x)
+        x = torch.amax(x, dim=(2, 3))
+        return self.head(x) * self.logit_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` of images ``x`` (float [0, 1], ``[B, 3, H, W]``)."""
+        return self._head(self._trunk(x, "block3"), "block3")
+
+    def features(self, x: torch.Tensor, layer: str = "block3") -> torch.Tensor:
+        """Feature maps ``f_k`` of ``layer`` (one of :data:`FEATURE_LAYERS`), ``[B, K, M, N]`` (eq. 8)."""
+        _check_layer(layer)
+        return self._trunk(x, layer)
+
+    def forward_features(self, x: torch.Tensor, layer: str = "block3") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, logits)`` in one pass; logits stay differentiable w.r.t. the features (GSW, eqs. 9-10)."""
+        _check_layer(layer)
+        feature = self._trunk(x, layer)
+        return feature, self._head(feature, layer)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference logits ``[B, num_classes]``: averaged with the mirrored image when ``tta_flip``.
+
+        Runs in whatever mode the module is in; call ``.eval()`` first (``load_classifier`` does).
+        """
+        logits = self(x)
+        if self.tta_flip:
+            logits = 0.5 * (logits + self(x.flip(-1)))
+        return logits
+
+
+def _check_layer(layer: str) -> None:
+    if layer not in FEATURE_LAYERS:
+        raise ValueError(f"layer must be one of {FEATURE_LAYERS}; got '{layer}'")
+
+
+def export_classifier(
+    model: CifarClassifier, path: str | Path, class_names: tuple[str, ...] | list[str], metadata: dict
+) -> None:
+    """Write the inference checkpoint: fp16 weights, architecture, class names and ``metadata``.
+
+    ``metadata`` holds e.g. ``metrics`` (``val_acc``), ``recipe`` and ``code_version``. Written atomically.
+    """
+    # imported here: sdjscc_phy.training imports this module to register the classifier stage
+    from sdjscc_phy.training.checkpoint import atomic_torch_save
+
+    state = {
+        k: (v.half() if v.is_floating_point() and k not in ("mean", "std") else v).clone()
+        for k, v in model.state_dict().items()
+    }
+    payload = {
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "architecture": "CifarClassifier",
+        "config": dict(model.arch), "class_names": list(class_names), "state_dict": state, **metadata,
+    }
+    atomic_torch_save(payload, path)
+
+
+def load_classifier(path: str | Path | None = None, map_location: str | torch.device = "cpu") -> CifarClassifier:
+    """Load an exported classifier (a shipped name or a path; default: the shipped CIFAR-10 one) in eval
+    mode, fp32 weights.
+
+    The checkpoint's ``class_names`` and metadata are attached as ``model.class_names`` / ``model.metadata``.
+    """
+    path = resolve_checkpoint(SHIPPED_CHECKPOINT if path is None else path)
+    if not path.is_file():
+        raise CheckpointError(f"classifier checkpoint '{path}' does not exist (shipped: {shipped_names()})")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        raise CheckpointError(f"classifier checkpoint '{path}' is unreadable: {type(exc).__name__}") from None
+    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"'{path}' is not a jsccflow classifier checkpoint")
+    try:
+        model = CifarClassifier(**payload["config"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"classifier checkpoint '{path}' does not match CifarClassifier: {first_line}") from None
+    model.class_names = tuple(payload.get("class_names", ()))
+    model.metadata = {k: v for k, v in payload.items() if k not in ("state_dict",)}
+    return model.eval()

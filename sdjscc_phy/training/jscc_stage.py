@@ -1,0 +1,167 @@
+"""Stage kind ``jscc``: end-to-end training of the JSCC codec through the differentiable link.
+
+``loss.kind: mse`` is deep JSCC (paper eq. 5; also SD-JSCC's first stage, Sec. IV-B); ``loss.kind:
+semantic`` is SD-JSCC's fine-tuning with the GSW-weighted feature loss of a frozen classifier (eq. 13,
+Algorithm 1), optionally plus ``mse_weight`` x MSE. The path is encoder -> binarizer (straight-through)
+-> mapper -> channel at ``link.snr_db`` -> soft demapper -> decoder (-> classifier features).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sdjscc_phy.errors import JsccflowError, RecipeError
+from sdjscc_phy.models.classifier import load_classifier
+from sdjscc_phy.models.jscc import JsccCodec, JsccConfig, code_channels_for_bpp, export_codec, load_codec
+from sdjscc_phy.phy.link import LinkConfig, transmit_soft_bits
+from sdjscc_phy.training import gsw
+from sdjscc_phy.training.data import DATA_DEFAULTS, load_train_val
+from sdjscc_phy.training.stages import Stage, register_stage
+
+LOSS_KINDS = ("mse", "semantic")
+
+
+@register_stage("jscc")
+class JsccStage(Stage):
+    """Trains a :class:`~sdjscc_phy.models.jscc.JsccCodec` at ``model.bpp`` over ``link``.
+
+    Recipe keys (besides the common ones): ``data`` (as the classifier stage), ``model`` (``bpp`` in bits
+    per pixel, ``width``, ``num_res_blocks``), ``link`` (``constellation``, ``channel``, ``snr_db`` = the
+    training SNR, Es/N0 in dB, ``coherence``, ``csi``, ``demap_method``), ``init_from`` (a codec
+    checkpoint to start from: stage 1's export), ``classifier`` (frozen task network: needed by the
+    semantic loss, and reported as ``val_acc`` when given), ``loss`` (``kind``, ``layer``, ``mse_weight``,
+    ``gsw``: ``mode``, ``tau``, ``r``, ``per_batch``, ``images``), ``augment.flip``.
+    """
+
+    DEFAULTS = {
+        "data": DATA_DEFAULTS,
+        "model": {"bpp": 0.25, "width": 64, "num_res_blocks": 1},
+        "link": {"constellation": "qam16", "channel": "awgn", "snr_db": 5.0, "coherence": "block", "csi": True,
+                 "demap_method": "app"},
+        "init_from": None,
+        "classifier": None,
+        "loss": {"kind": "mse", "layer": "block2", "mse_weight": 0.0,
+                 "gsw": {"mode": "true_class", "tau": 1.0, "r": 1.0, "per_batch": False, "images": 5000}},
+        "augment": {"flip": True},
+        "eval_batch_size": 500,
+    }
+    PATH_KEYS = ("data.root", "data.split_file", "init_from", "classifier")
+
+    def __init__(self, config: dict, seed: int):
+        super().__init__(config, seed)
+        self.MONITOR = "val_acc" if config["classifier"] else "val_psnr_db"
+
+    def setup(self) -> None:
+        where = f"recipe: stage '{self.name}'"
+        cfg = self.config
+        loss = cfg["loss"]
+        if loss["kind"] not in LOSS_KINDS:
+            raise RecipeError(f"{where}: loss.kind must be one of {LOSS_KINDS}; got '{loss['kind']}'")
+        if loss["kind"] == "semantic" and not cfg["classifier"]:
+            raise RecipeError(f"{where}: loss.kind 'semantic' needs 'classifier' (a classifier checkpoint)")
+        if loss["gsw"]["mode"] is False:  # YAML reads an unquoted `off` as false
+            loss["gsw"]["mode"] = "off"
+        if loss["gsw"]["mode"] not in gsw.GSW_MODES:
+            raise RecipeError(f"{where}: loss.gsw.mode must be one of {gsw.GSW_MODES}; got {loss['gsw']['mode']!r}")
+        try:
+            self.link = LinkConfig(**cfg["link"])
+            model = cfg["model"]
+            config = JsccConfig(code_channels_for_bpp(model["bpp"]), model["width"], model["num_res_blocks"])
+        except (JsccflowError, TypeError) as exc:
+            raise RecipeError(f"{where}: {exc}") from None
+        if (config.code_channels * 16) % self.link.num_bits_per_symbol:  # bits per 4x4 block must fill symbols
+            raise RecipeError(f"{where}: model.bpp {model['bpp']} does not fill {self.link.constellation} symbols")
+        self.train_set, self.val_set = load_train_val(self)
+        self.codec = JsccCodec(config)
+        if cfg["init_from"]:
+            self.codec.load_state_dict(load_codec(cfg["init_from"]).state_dict())
+        self.classifier = None
+        if cfg["classifier"]:
+            self.classifier = load_classifier(cfg["classifier"]).requires_grad_(False)
+        self.weights = None
+        if loss["kind"] == "semantic" and not loss["gsw"]["per_batch"]:
+            self.weights = self._global_weights()
+
+    def _global_weights(self) -> torch.Tensor:
+        """Algorithm 1, step 2: W' from the frozen classifier over (up to) ``gsw.images`` training images."""
+        g = self.config["loss"]["gsw"]
+        if g["mode"] == "off":
+            return None
+        count = min(g["images"], len(self.train_set))
+        pick = torch.randperm(len(self.train_set), generator=self.epoch_generator(-1, 3))[:count]
+        batches = ((self.train_set.images[idx].float() / 255, self.train_set.labels[idx]) for idx in pick.split(250))
+        return gsw.global_weights(self.classifier, batches, self.config["loss"]["layer"], g["mode"], g["tau"], g["r"])
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"codec": self.codec}
+
+    def num_batches(self) -> int:
+        return -(-len(self.train_set) // self.config["batch_size"])
+
+    def batch(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+        g = self.epoch_generator(epoch)
+        n = len(self.train_set)
+        order, flips = torch.randperm(n, generator=g), (torch.rand(n, generator=g) < 0.5)
+        flips &= bool(self.config["augment"]["flip"])
+        bs = self.config["batch_size"]
+        idx = order[index * bs:(index + 1) * bs]
+        images = self.train_set.images[idx].float().div_(255)
+        images = torch.where(flips[idx, None, None, None], images.flip(-1), images)
+        noise = self.epoch_generator(epoch, stream=1000 + index)  # channel noise: fixed by (seed, epoch, batch)
+        return images, self.train_set.labels[idx], noise
+
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None,
+                    snr_db: float | None = None) -> torch.Tensor:
+        """x' = D(demap(channel(map(Q(E(x)))))) on the differentiable path."""
+        e = self.codec.encoder(images)
+        with torch.autocast("cpu", enabled=False):  # the link's complex arithmetic stays in float32
+            soft_bits = transmit_soft_bits(e.float(), self.link, generator, snr_db)
+        return self.codec.decoder(soft_bits, images.shape[-2], images.shape[-1])
+
+    def training_loss(self, batch) -> torch.Tensor:
+        images, labels, noise = batch
+        x_hat = self.reconstruct(images, noise).float()
+        mse = F.mse_loss(x_hat, images)
+        loss_cfg = self.config["loss"]
+        if loss_cfg["kind"] == "mse":
+            return mse
+        layer = loss_cfg["layer"]
+        with torch.no_grad():
+            features = self.classifier.features(images, layer)
+        features_hat = self.classifier.features(x_hat, layer)
+        weights = self.weights
+        g = loss_cfg["gsw"]
+        if weights is None and g["mode"] != "off":  # per-batch weights (one row per image)
+            raw = gsw.raw_weights(self.classifier, images, labels, layer, g["mode"])
+            weights = gsw.semantic_weights(raw, g["tau"], g["r"])
+        if weights is None:
+            weights = torch.ones(features.shape[1])
+        return gsw.semantic_loss(features_hat.float(), features.float(), weights) + loss_cfg["mse_weight"] * mse
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """PSNR (mean of per-image PSNR), MSE and, with a classifier, accuracy at the training SNR."""
+        self.codec.eval()
+        noise = self.epoch_generator(-2, stream=7)  # the same channel realisations after every epoch
+        psnr_sum, mse_sum, correct = 0.0, 0.0, 0
+        for images, labels in self.val_set.iter_batches(self.config["eval_batch_size"]):
+            x = images.float() / 255
+            x_hat = self.reconstruct(x, noise).float().clamp(0, 1)
+            mse = (x_hat - x).square().mean(dim=(1, 2, 3))
+            mse_sum += float(mse.sum())
+            psnr_sum += float((-10 * torch.log10(mse.clamp_min(1e-10))).sum())
+            if self.classifier is not None:
+                correct += int((self.classifier.predict(x_hat).argmax(1) == labels).sum())
+        self.codec.train()
+        n = len(self.val_set)
+        metrics = {"val_psnr_db": psnr_sum / n, "val_mse": mse_sum / n}
+        if self.classifier is not None:
+            metrics["val_acc"] = correct / n
+        return {k: v for k, v in metrics.items() if math.isfinite(v)}
+
+    def export(self, path: Path, metadata: dict) -> None:
+        export_codec(self.codec, path, self.link.as_dict(), metadata)

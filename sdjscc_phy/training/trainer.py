@@ -1,0 +1,238 @@
+"""The trainer: runs a recipe's stages with checkpoints, exact resume, CSV curves and a NaN guard.
+
+Per stage it writes ``<output_dir>/<stage>/last.pt`` (atomically, at the end of every epoch and every
+``checkpoint_every_steps`` steps) and ``<output_dir>/<stage>/log.csv`` (one row per epoch: train loss,
+validation metrics, learning rate, epoch time). ``resume=True`` continues from ``last.pt``: data order
+is a function of (seed, epoch, batch index) and the learning rate a function of the step, so the
+resumed loss trajectory equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from sdjscc_phy.errors import CheckpointError, RecipeError, TrainingError
+from sdjscc_phy.training.checkpoint import (
+    TRAIN_FORMAT, TRAIN_VERSION, atomic_torch_save, code_version, load_checkpoint, rng_state, seed_everything,
+    set_rng_state,
+)
+from sdjscc_phy.training.optim import build_optimizer, schedule_factor
+from sdjscc_phy.training.recipe import load_recipe
+from sdjscc_phy.training.stages import STAGE_KINDS, Stage
+
+# on_step(trainer, stage, global_step, loss) runs after every optimiser step (tests stop runs with it).
+StepCallback = Callable[["Trainer", Stage, int, float], None]
+
+
+class Trainer:
+    """Runs every stage of a normalised recipe (see :func:`~sdjscc_phy.training.recipe.load_recipe`)."""
+
+    def __init__(
+        self,
+        recipe: dict,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        callbacks: tuple[StepCallback, ...] | list[StepCallback] = (),
+        only: tuple[str, ...] | list[str] = (),
+    ):
+        names = [stage["name"] for stage in recipe["stages"]]
+        unknown = [name for name in only if name not in names]
+        if unknown:
+            raise RecipeError(f"recipe has no stage '{unknown[0]}' (stages: {', '.join(names)})")
+        self.only = tuple(only)
+        self.recipe = recipe
+        self.resume = resume
+        self.progress = progress
+        self.callbacks = list(callbacks)
+        self.output_dir = Path(recipe["output_dir"])
+        self.step_losses: list[tuple[int, float]] = []  # (global step, loss) of the steps run by this process
+
+    def run(self) -> dict[str, dict[str, float]]:
+        """Train every stage in order; returns the final validation metrics per stage name."""
+        if self.recipe["num_threads"]:
+            torch.set_num_threads(int(self.recipe["num_threads"]))
+        results = {}
+        for index, config in enumerate(self.recipe["stages"]):
+            if self.only and config["name"] not in self.only:
+                continue  # a skipped stage's export must already exist for later stages that load it
+            results[config["name"]] = self._run_stage(index, config)
+        return results
+
+    def stage_dir(self, name: str) -> Path:
+        return self.output_dir / name
+
+    def _run_stage(self, index: int, config: dict) -> dict[str, float]:
+        name = config["name"]
+        where = f"stage '{name}'"
+        ckpt_path = self.stage_dir(name) / "last.pt"
+        if ckpt_path.exists() and not self.resume:
+            raise TrainingError(f"{where}: '{ckpt_path}' exists; resume it (--resume) or choose another output_dir")
+        seed = self.recipe["seed"] + index
+        seed_everything(seed)
+        stage = STAGE_KINDS[config["kind"]](config, seed)
+        stage.setup()
+        modules = stage.modules()
+        optimizer = build_optimizer(config["optimizer"], stage.parameter_groups(), f"recipe: {where}")
+        factor = schedule_factor(config["schedule"], f"recipe: {where}")
+        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "finished": False, "history": [],
+                 "metrics": {}, "epoch_loss_sum": 0.0, "epoch_loss_count": 0, "epoch_time": 0.0}
+        if self.resume and ckpt_path.exists():
+            state = self._restore(ckpt_path, config, modules, optimizer)
+
+        batches = stage.num_batches()
+        total_steps = config["epochs"] * batches
+        if not state["finished"]:
+            self._train_loop(stage, config, modules, optimizer, factor, state, batches, total_steps, ckpt_path)
+        if config["export"] and (not Path(config["export"]).exists() or not state.get("exported")):
+            stage.export(Path(config["export"]), {
+                "metrics": state["metrics"], "recipe": config, "seed": seed, "code_version": code_version(),
+            })
+            state["exported"] = True
+            self._save(ckpt_path, config, modules, optimizer, state)
+            self._say(f"{name}: exported {config['export']}")
+        return state["metrics"]
+
+    def _train_loop(self, stage, config, modules, optimizer, factor, state, batches, total_steps, ckpt_path):
+        name, epochs = config["name"], config["epochs"]
+        every = config["checkpoint_every_steps"]
+        bar = tqdm(
+            total=total_steps, initial=state["global_step"], desc=name, unit="step", disable=not self.progress,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True,
+        )
+        try:
+            for epoch in range(state["epoch"], epochs):
+                for module in modules.values():
+                    module.train()
+                t_start = time.perf_counter() - state["epoch_time"]
+                for i in range(state["step_in_epoch"], batches):
+                    lr_factor = factor(state["global_step"], total_steps)
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["initial_lr"] * lr_factor
+                    batch = stage.batch(epoch, i)
+                    with stage.autocast():
+                        loss = stage.training_loss(batch)
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise TrainingError(f"stage '{name}' epoch {epoch + 1} step {state['global_step'] + 1}: "
+                                            f"loss is {loss_value}; {_kept(ckpt_path)}")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    state["global_step"] += 1
+                    state["step_in_epoch"] = i + 1
+                    state["epoch_loss_sum"] += loss_value
+                    state["epoch_loss_count"] += 1
+                    self.step_losses.append((state["global_step"], loss_value))
+                    bar.update(1)
+                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_value:.4f}", refresh=False,
+                                    **self._shown(stage, state))
+                    for callback in self.callbacks:
+                        callback(self, stage, state["global_step"], loss_value)
+                    if every and state["global_step"] % every == 0 and i + 1 < batches:
+                        state["epoch_time"] = time.perf_counter() - t_start
+                        self._save(ckpt_path, config, modules, optimizer, state)
+                train_time = time.perf_counter() - t_start
+                metrics = stage.evaluate()
+                row = {
+                    "epoch": epoch + 1, "step": state["global_step"],
+                    "train_loss": state["epoch_loss_sum"] / max(1, state["epoch_loss_count"]),
+                    **metrics, "lr": _reported_lr(optimizer), "epoch_time_s": train_time,
+                    "eval_time_s": time.perf_counter() - t_start - train_time,
+                }
+                state.update(epoch=epoch + 1, step_in_epoch=0, metrics=metrics, epoch_loss_sum=0.0,
+                             epoch_loss_count=0, epoch_time=0.0, finished=epoch + 1 == epochs)
+                state["history"] = state["history"] + [row]
+                self._save(ckpt_path, config, modules, optimizer, state)
+                self._write_csv(self.stage_dir(name) / "log.csv", state["history"])
+                shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+                self._say(f"{name} epoch {epoch + 1}/{epochs}: train_loss={row['train_loss']:.4f} {shown} "
+                          f"lr={row['lr']:.4g} epoch_time={train_time:.1f}s eval_time={row['eval_time_s']:.1f}s")
+        finally:
+            bar.close()
+
+    @staticmethod
+    def _shown(stage: Stage, state: dict) -> dict:
+        value = state["metrics"].get(stage.MONITOR)
+        return {stage.MONITOR: f"{value:.4f}"} if value is not None else {}
+
+    def _say(self, line: str) -> None:
+        if self.progress:
+            tqdm.write(line)
+
+    def _save(self, path: Path, config: dict, modules: dict, optimizer, state: dict) -> None:
+        """Write ``last.pt``; parameters that went non-finite (a diverging step) never replace a good one."""
+        for key, module in modules.items():
+            if not all(torch.isfinite(v).all() for v in module.state_dict().values() if v.is_floating_point()):
+                raise TrainingError(f"stage '{config['name']}' step {state['global_step']}: "
+                                    f"parameters of '{key}' became nan/inf; {_kept(path)}")
+        atomic_torch_save({
+            "format": TRAIN_FORMAT, "version": TRAIN_VERSION, "stage": config["name"], "kind": config["kind"],
+            "modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": optimizer.state_dict(),
+            "rng": rng_state(), "state": state, "recipe": self.recipe, "code_version": code_version(),
+        }, path)
+
+    def _restore(self, path: Path, config: dict, modules: dict, optimizer) -> dict:
+        ckpt = load_checkpoint(path)
+        if ckpt.get("stage") != config["name"] or ckpt.get("kind") != config["kind"]:
+            raise CheckpointError(f"checkpoint '{path}' belongs to stage '{ckpt.get('stage')}' "
+                                  f"({ckpt.get('kind')}), not '{config['name']}' ({config['kind']})")
+        try:
+            if set(ckpt["modules"]) != set(modules):
+                raise KeyError(f"modules {sorted(ckpt['modules'])} != {sorted(modules)}")
+            for key, module in modules.items():
+                module.load_state_dict(ckpt["modules"][key])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            set_rng_state(ckpt["rng"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"checkpoint '{path}' does not match the recipe's model: {msg}") from None
+        state = ckpt["state"]
+        self._say(f"{config['name']}: resumed from '{path}' at epoch {state['epoch']} step {state['global_step']}")
+        return state
+
+    @staticmethod
+    def _write_csv(path: Path, rows: list[dict]) -> None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(buf.getvalue())
+        os.replace(tmp, path)
+
+
+def _kept(path: Path) -> str:
+    return f"last good checkpoint kept: '{path}'" if path.exists() else "no checkpoint written yet"
+
+
+def _reported_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The learning rate of the ``default`` parameter group (the first group when there is none)."""
+    groups = [g for g in optimizer.param_groups if g.get("group_name") == "default"] or optimizer.param_groups
+    return groups[0]["lr"]
+
+
+def train(
+    recipe_path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    resume: bool = False,
+    *,
+    progress: bool = True,
+    callbacks: tuple[StepCallback, ...] | list[StepCallback] = (),
+    only: tuple[str, ...] | list[str] = (),
+) -> dict[str, dict[str, float]]:
+    """Load ``recipe_path`` with ``KEY=VALUE`` overrides and train it (only the stages named in ``only``,
+    if given); final metrics per stage."""
+    recipe = load_recipe(recipe_path, overrides)
+    return Trainer(recipe, resume=resume, progress=progress, callbacks=callbacks, only=only).run()

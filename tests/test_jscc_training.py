@@ -1,0 +1,92 @@
+"""The jscc stage: deep-JSCC (MSE) then SD-JSCC (semantic loss, GSW) on tiny data; GSW math."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from sdjscc_phy.errors import RecipeError
+from sdjscc_phy.models.classifier import CifarClassifier, export_classifier
+from sdjscc_phy.models.jscc import load_codec
+from sdjscc_phy.training import Trainer, load_recipe
+from sdjscc_phy.training import gsw
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("JSCCFLOW_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def recipe_path(tmp_path) -> Path:
+    """Stage 1 (MSE) and stage 2 (semantic, per-image and global GSW) on 3 classes x 12 random 32x32 JPEGs."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for name in ("a", "b", "c"):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
+    (tmp_path / "val.txt").write_text("a/0.jpg\nb/0.jpg\nc/0.jpg\na/1.jpg\nb/1.jpg\nc/1.jpg\n")
+    torch.manual_seed(0)
+    export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), tmp_path / "clf.pt", ["a", "b", "c"], {})
+    common = {"kind": "jscc", "epochs": 1, "batch_size": 10, "optimizer": {"name": "Adam", "lr": 1e-3},
+              "data": {"root": "images", "split_file": "val.txt"}, "model": {"bpp": 0.25, "width": 16},
+              "link": {"constellation": "qam16", "channel": "awgn", "snr_db": 5.0}}
+    recipe = {"seed": 3, "output_dir": "runs", "stages": [
+        {**common, "name": "mse", "export": "export/mse.pt", "loss": {"kind": "mse"}},
+        {**common, "name": "sem", "export": "export/sem.pt", "init_from": "export/mse.pt", "classifier": "clf.pt",
+         "link": {**common["link"], "channel": "rayleigh"},
+         "loss": {"kind": "semantic", "layer": "block1", "mse_weight": 0.1,
+                  "gsw": {"mode": "true_class", "tau": 2.0, "r": 1.0, "per_batch": False, "images": 20}}},
+    ]}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_two_stages_train_export_and_reload(recipe_path):
+    results = Trainer(load_recipe(recipe_path), progress=False).run()
+    assert set(results["mse"]) == {"val_psnr_db", "val_mse"}
+    assert {"val_psnr_db", "val_mse", "val_acc"} <= set(results["sem"])
+    codec = load_codec(str(recipe_path.parent / "export" / "sem.pt"))
+    assert codec.config.code_channels == 4 and codec.link["channel"] == "rayleigh"
+    assert codec.metadata["metrics"]["val_acc"] == results["sem"]["val_acc"]
+
+
+@pytest.mark.parametrize("mode", ["paper", "off"])
+def test_every_gsw_mode_trains_per_batch(recipe_path, mode):
+    overrides = [f"stages.sem.loss.gsw.mode={mode}", "stages.sem.loss.gsw.per_batch=true"]
+    results = Trainer(load_recipe(recipe_path, overrides), progress=False).run()
+    assert np.isfinite(results["sem"]["val_mse"])
+
+
+def test_semantic_loss_needs_a_classifier(recipe_path):
+    with pytest.raises(RecipeError, match="loss.kind 'semantic' needs 'classifier'"):
+        Trainer(load_recipe(recipe_path, ["stages.sem.classifier=null"]), progress=False).run()
+
+
+def test_gsw_weights_follow_eq_10_and_the_paper_mode_is_the_class_average():
+    torch.manual_seed(1)
+    model = CifarClassifier(widths=(8, 8, 8), num_classes=4).eval()
+    images, labels = torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1])
+    grads, logits = gsw.channel_gradients(model, images, "block2")
+    assert grads.shape == (6, 4, 8) and logits.shape == (6, 4)
+    torch.testing.assert_close(gsw.raw_weights(model, images, labels, "block2", "paper"), grads.mean(1))
+    torch.testing.assert_close(gsw.raw_weights(model, images, labels, "block2", "true_class"),
+                               grads[torch.arange(6), labels])
+    w = gsw.semantic_weights(torch.tensor([[0.0, 1.0, 2.0]]), tau=2.0, r=3.0)
+    torch.testing.assert_close(w, 3.0 * torch.softmax(torch.tensor([[0.0, 2.0, 4.0]]), dim=-1))
+    assert float(w.sum()) == pytest.approx(3.0)
+
+
+def test_semantic_loss_is_eq_13():
+    f, f_hat = torch.zeros(2, 3, 2, 2), torch.ones(2, 3, 2, 2)
+    f_hat[1] *= 2
+    weights = torch.tensor([1.0, 0.0, 0.5])
+    # per image: sum_k w_k * ||f'_k - f_k||^2 = 4 * (1 + 0.5) * d^2; mean over the batch of d = 1 and 2
+    assert float(gsw.semantic_loss(f_hat, f, weights)) == pytest.approx((6.0 + 24.0) / 2)

@@ -1,0 +1,253 @@
+"""Recipes, the trainer (checkpoints, exact resume, NaN guard), the classifier and its export."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from sdjscc_phy.errors import CheckpointError, RecipeError, RegistryError, TrainingError
+from sdjscc_phy.models.classifier import FEATURE_LAYERS, CifarClassifier, load_classifier
+from sdjscc_phy.training import Stage, Trainer, load_checkpoint, load_recipe, register_stage, train
+from sdjscc_phy.training.__main__ import main as train_main
+from sdjscc_phy.training.checkpoint import atomic_torch_save
+
+
+class StopRun(Exception):
+    """Raised by a callback to kill a run between two steps."""
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("JSCCFLOW_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def recipe_path(tmp_path) -> Path:
+    """A 2-epoch recipe on 3 classes x 10 random 16x16 JPEGs (2 per class held out), tiny network."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for name in ("a", "b", "c"):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
+    (tmp_path / "val.txt").write_text("# held out\na/0.jpg\na/1.jpg\nb/0.jpg\nb/1.jpg\nc/0.jpg\nc/1.jpg\n")
+    recipe = {
+        "seed": 7,
+        "output_dir": "runs",
+        "stages": [{
+            "name": "clf", "kind": "classifier", "epochs": 2, "batch_size": 8, "precision": "fp32",
+            "optimizer": {"name": "SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+                          "group_scales": {"norm_bias": {"lr": 4.0}}},
+            "schedule": {"kind": "linear_warmup_decay", "warmup_fraction": 0.25, "start_factor": 0.2},
+            "checkpoint_every_steps": 2,
+            "export": "export/clf.pt",
+            "data": {"root": "images", "split_file": "val.txt"},
+            "model": {"widths": [8, 16, 16]},
+            "loss": {"label_smoothing": 0.2},
+            "augment": {"flip": True, "translate": 2},
+            "whitening_images": 16,
+        }],
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run(recipe_path, *overrides, resume=False, callbacks=()):
+    trainer = Trainer(load_recipe(recipe_path, list(overrides)), resume=resume, progress=False, callbacks=callbacks)
+    return trainer, trainer.run()
+
+
+def stop_after(step):
+    def callback(trainer, stage, global_step, loss):
+        if global_step == step:
+            raise StopRun
+
+    return callback
+
+
+def test_run_writes_checkpoint_csv_and_export(recipe_path):
+    results = train(recipe_path, progress=False)
+    out = recipe_path.parent / "runs" / "clf"
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["state"]["finished"] and ckpt["state"]["global_step"] == 6  # 24 images / 8 x 2 epochs
+    assert set(ckpt["rng"]) == {"torch", "numpy", "python"} and ckpt["recipe"]["seed"] == 7
+    assert ckpt["code_version"]["jsccflow"]
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"train_loss", "val_acc", "lr", "epoch_time_s"} <= set(rows[0])
+    model = load_classifier(recipe_path.parent / "export" / "clf.pt")
+    assert model.class_names == ("a", "b", "c") and model.metadata["metrics"] == results["clf"]
+    x = torch.rand(4, 3, 16, 16)
+    assert torch.allclose(model.predict(x), trained_model(recipe_path).predict(x), atol=2e-2)
+
+
+def trained_model(recipe_path):
+    """The trained fp32 model, rebuilt from the stage checkpoint."""
+    ckpt = load_checkpoint(recipe_path.parent / "runs" / "clf" / "last.pt")
+    model = CifarClassifier(widths=[8, 16, 16], num_classes=3)
+    model.load_state_dict(ckpt["modules"]["model"])
+    return model.eval()
+
+
+def test_resume_after_a_kill_reproduces_the_uninterrupted_loss_trajectory(recipe_path):
+    full, _ = run(recipe_path, "output_dir=full")
+    with pytest.raises(StopRun):
+        run(recipe_path, "output_dir=killed", callbacks=[stop_after(5)])
+    resumed, _ = run(recipe_path, "output_dir=killed", resume=True)
+    # the last checkpoint was taken after step 4 (checkpoint_every_steps=2), so steps 5 and 6 run again
+    assert resumed.step_losses == full.step_losses[4:]
+    a = load_checkpoint(recipe_path.parent / "full" / "clf" / "last.pt")["modules"]["model"]
+    b = load_checkpoint(recipe_path.parent / "killed" / "clf" / "last.pt")["modules"]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_checkpoint_without_resume_is_refused(recipe_path):
+    run(recipe_path, "stages.clf.epochs=1")
+    with pytest.raises(TrainingError, match="--resume"):
+        run(recipe_path, "stages.clf.epochs=1")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "mismatched"])
+def test_corrupt_or_mismatched_checkpoint_is_a_checkpoint_error(recipe_path, damage):
+    run(recipe_path, "stages.clf.epochs=1", "stages.clf.export=null")
+    ckpt = recipe_path.parent / "runs" / "clf" / "last.pt"
+    overrides = ["stages.clf.epochs=2"]
+    if damage == "garbage":
+        ckpt.write_bytes(b"not a checkpoint")
+    elif damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    else:
+        overrides.append("stages.clf.model.widths=[8, 16, 32]")
+    with pytest.raises(CheckpointError, match="last.pt") as info:
+        run(recipe_path, *overrides, resume=True)
+    assert "\n" not in str(info.value)
+
+
+def test_nan_loss_raises_training_error_and_keeps_the_last_good_checkpoint(recipe_path):
+    def poison(trainer, stage, global_step, loss):
+        if global_step == 3:
+            with torch.no_grad():
+                stage.model.head.weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingError, match="nan.*last good checkpoint kept") as info:
+        run(recipe_path, callbacks=[poison])
+    assert "\n" not in str(info.value)
+    ckpt = load_checkpoint(recipe_path.parent / "runs" / "clf" / "last.pt")
+    assert ckpt["state"]["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["modules"]["model"].values() if v.is_floating_point())
+
+
+def test_nan_loss_mid_epoch_names_the_step(recipe_path):
+    def poison(trainer, stage, global_step, loss):
+        if global_step == 5:
+            with torch.no_grad():
+                stage.model.head.weight.fill_(float("inf"))
+
+    with pytest.raises(TrainingError, match="epoch 2 step 6: loss is nan"):
+        run(recipe_path, callbacks=[poison])
+    assert load_checkpoint(recipe_path.parent / "runs" / "clf" / "last.pt")["state"]["global_step"] == 4
+
+
+def test_atomic_save_leaves_no_temporary_files(tmp_path):
+    atomic_torch_save({"x": torch.ones(3)}, tmp_path / "a" / "b.pt")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.pt"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stages.clf.bogus=1", "unknown key 'bogus'"),
+    ("stages.clf.data.bogus=1", "unknown key 'data.bogus'"),
+    ("stages.clf.kind=nope", "kind must be one of"),
+    ("stages.clf.epochs=0", "epochs must be a positive integer"),
+    ("stages.clf.precision=fp8", "precision must be one of"),
+    ("stages.nope.epochs=1", "no element 'nope'"),
+    ("seed=abc", "seed must be an integer"),
+])
+def test_recipe_errors_are_one_line_recipe_errors(recipe_path, override, message):
+    with pytest.raises(RecipeError, match=message) as info:
+        load_recipe(recipe_path, [override])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stages.clf.optimizer.name=Nope", "torch.optim optimiser"),
+    ("stages.clf.optimizer.bogus=1", "optimizer SGD"),
+    ("stages.clf.schedule.kind=nope", "schedule.kind must be one of"),
+    ("stages.clf.schedule.bogus=1", "no parameter 'bogus'"),
+])
+def test_optimizer_and_schedule_errors_are_recipe_errors(recipe_path, override, message):
+    with pytest.raises(RecipeError, match=message):
+        run(recipe_path, override)
+
+
+def test_overrides_parse_yaml_and_address_stages_by_name_or_index(recipe_path):
+    recipe = load_recipe(recipe_path, ["stages.0.batch_size=4", "stages.clf.model.widths=[4, 8, 8]"])
+    stage = recipe["stages"][0]
+    assert stage["batch_size"] == 4 and stage["model"]["widths"] == [4, 8, 8]
+    assert Path(stage["data"]["root"]).is_absolute() and stage["data"]["train_limit"] is None
+
+
+def test_stage_kinds_register_once():
+    with pytest.raises(RegistryError, match="classifier"):
+        register_stage("classifier")(type("Twin", (Stage,), {}))
+
+
+def test_module_entry_returns_2_with_one_line_on_user_error(tmp_path, capsys):
+    assert train_main([str(tmp_path / "missing.yaml")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_classifier_features_and_logits_contract():
+    model = CifarClassifier(widths=[8, 16, 24], num_classes=5).eval()
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    shapes = {layer: tuple(model.features(x, layer).shape) for layer in FEATURE_LAYERS}
+    assert shapes == {"stem": (2, 24, 31, 31), "block1": (2, 8, 15, 15), "block2": (2, 16, 7, 7),
+                      "block3": (2, 24, 3, 3)}
+    feature, logits = model.forward_features(x, "block2")
+    assert torch.allclose(logits, model(x), atol=1e-5) and logits.shape == (2, 5)
+    grad = torch.autograd.grad(logits[:, 0].sum(), feature)[0]  # GSW needs d y^c / d f_k (eq. 9)
+    assert grad.shape == feature.shape and grad.abs().sum() > 0
+    assert torch.allclose(model.predict(x), 0.5 * (model(x) + model(x.flip(-1))), atol=1e-5)
+    with pytest.raises(ValueError, match="layer must be one of"):
+        model.features(x, "block9")
+
+
+def test_load_classifier_rejects_foreign_files(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_classifier(tmp_path / "bad.pt")
+    torch.save({"format": "other"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a jsccflow classifier"):
+        load_classifier(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_classifier(tmp_path / "none.pt")
+
+
+def test_click_train_command_runs_a_recipe(recipe_path):
+    from click.testing import CliRunner
+
+    from sdjscc_phy.cli.train import train as train_command
+
+    result = CliRunner().invoke(train_command, [str(recipe_path), "--set", "stages.clf.epochs=1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "val_acc" in result.output
+    result = CliRunner().invoke(train_command, [str(recipe_path), "--set", "stages.clf.bogus=1"])
+    assert isinstance(result.exception, RecipeError)
+
+
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch(recipe_path):
+    from sdjscc_phy.training import STAGE_KINDS
+
+    config = load_recipe(recipe_path, ["stages.clf.augment.flip=alternate"])["stages"][0]
+    stage = STAGE_KINDS["classifier"](config, seed=1)
+    stage.setup()
+    flips = [stage._epoch_plan(epoch)["flips"].clone() for epoch in range(3)]
+    assert torch.equal(flips[1], ~flips[0]) and torch.equal(flips[2], flips[0])
+    with pytest.raises(RecipeError, match="augment.flip"):
+        STAGE_KINDS["classifier"]({**config, "augment": {"flip": "sometimes", "translate": 0}}, seed=1).setup()
