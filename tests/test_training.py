@@ -14,7 +14,7 @@ from PIL import Image
 from sdjscc_phy.errors import CheckpointError, RecipeError, RegistryError, TrainingError
 from sdjscc_phy.models.classifier import FEATURE_LAYERS, CifarClassifier, load_classifier
 from sdjscc_phy.training import Stage, Trainer, load_checkpoint, load_recipe, register_stage, train
-from sdjscc_phy.training.__main__ import main as train_main
+from sdjscc_phy.cli.main import main as jsccflow_main
 from sdjscc_phy.training.checkpoint import atomic_torch_save
 
 
@@ -198,9 +198,9 @@ def test_stage_kinds_register_once():
         register_stage("classifier")(type("Twin", (Stage,), {}))
 
 
-def test_module_entry_returns_2_with_one_line_on_user_error(tmp_path, capsys):
-    assert train_main([str(tmp_path / "missing.yaml")]) == 2
-    assert capsys.readouterr().err.strip().count("\n") == 0
+def test_train_command_returns_2_with_one_line_on_user_error(tmp_path, capsys):
+    assert jsccflow_main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: recipe '{tmp_path / 'missing.yaml'}' does not exist"
 
 
 def test_classifier_features_and_logits_contract():
@@ -251,3 +251,11 @@ def test_alternating_flip_mirrors_each_image_in_every_other_epoch(recipe_path):
     assert torch.equal(flips[1], ~flips[0]) and torch.equal(flips[2], flips[0])
     with pytest.raises(RecipeError, match="augment.flip"):
         STAGE_KINDS["classifier"]({**config, "augment": {"flip": "sometimes", "translate": 0}}, seed=1).setup()
+
+
+def test_resume_with_a_changed_recipe_is_refused(recipe_path):
+    with pytest.raises(StopRun):
+        run(recipe_path, callbacks=[stop_after(3)])  # last checkpoint: step 2
+    with pytest.raises(CheckpointError, match="epochs=2; the recipe now says 3"):
+        run(recipe_path, "stages.clf.epochs=3", resume=True)
+    run(recipe_path, "stages.clf.checkpoint_every_steps=1", resume=True)  # bookkeeping may change

@@ -187,6 +187,7 @@ class Trainer:
         if ckpt.get("stage") != config["name"] or ckpt.get("kind") != config["kind"]:
             raise CheckpointError(f"checkpoint '{path}' belongs to stage '{ckpt.get('stage')}' "
                                   f"({ckpt.get('kind')}), not '{config['name']}' ({config['kind']})")
+        self._check_same_recipe(path, ckpt, config)
         try:
             if set(ckpt["modules"]) != set(modules):
                 raise KeyError(f"modules {sorted(ckpt['modules'])} != {sorted(modules)}")
@@ -201,6 +202,19 @@ class Trainer:
         self._say(f"{config['name']}: resumed from '{path}' at epoch {state['epoch']} step {state['global_step']}")
         return state
 
+    def _check_same_recipe(self, path: Path, ckpt: dict, config: dict) -> None:
+        """A resumed run must follow the recipe it started with (epochs, schedule, data, model, seed...);
+        only where files live and how often to checkpoint may change."""
+        saved = next((s for s in ckpt.get("recipe", {}).get("stages", []) if s.get("name") == config["name"]), None)
+        if saved is None or ckpt["recipe"].get("seed") != self.recipe["seed"]:
+            raise CheckpointError(f"checkpoint '{path}' was not written by this recipe (stage or seed differs)")
+        free = {"export", "checkpoint_every_steps", *STAGE_KINDS[config["kind"]].PATH_KEYS}
+        before, now = _flatten(saved), _flatten(config)
+        for key in sorted((before.keys() | now.keys()) - free):
+            if before.get(key) != now.get(key):
+                raise CheckpointError(f"checkpoint '{path}' was trained with {key}={before.get(key)!r}; "
+                                      f"the recipe now says {now.get(key)!r} (use another output_dir)")
+
     @staticmethod
     def _write_csv(path: Path, rows: list[dict]) -> None:
         columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -211,6 +225,17 @@ class Trainer:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(buf.getvalue())
         os.replace(tmp, path)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}``."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _kept(path: Path) -> str:
