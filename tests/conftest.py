@@ -6,7 +6,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from sdjscc_phy.core.registry import reload_registry
 
@@ -86,3 +88,19 @@ def write_flowgraph(tmp_path):
         return str(path)
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test decodes datasets into its own cache, never the user's ~/.cache/jsccflow."""
+    monkeypatch.setenv("JSCCFLOW_CACHE", str(tmp_path / "cache"))
+
+
+def make_image_folder(root: Path, classes: tuple[str, ...], per_class: int, size: int) -> Path:
+    """An ImageFolder tree of random RGB JPEGs: ``root/<class>/<i>.jpg``."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
+    return root

@@ -35,11 +35,6 @@ def make_image_folder(root: Path, classes=("cat", "ant", "bee"), per_class=4, si
     return root
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JSCCFLOW_CACHE", str(tmp_path / "cache"))
-
-
 def test_image_folder_reads_uint8_nchw_with_sorted_class_names(tmp_path):
     root = make_image_folder(tmp_path / "tree")
     ds = read_image_folder(root)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from conftest import make_image_folder
 from sdjscc_phy.errors import RecipeError
 from sdjscc_phy.models.classifier import CifarClassifier, export_classifier
 from sdjscc_phy.models.jscc import load_codec
@@ -17,20 +17,10 @@ from sdjscc_phy.training import Trainer, load_recipe
 from sdjscc_phy.training import gsw
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JSCCFLOW_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def recipe_path(tmp_path) -> Path:
     """Stage 1 (MSE) and stage 2 (semantic, per-image and global GSW) on 3 classes x 12 random 32x32 JPEGs."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "images"
-    for name in ("a", "b", "c"):
-        (root / name).mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
+    make_image_folder(tmp_path / "images", ("a", "b", "c"), 12, 32)
     (tmp_path / "val.txt").write_text("a/0.jpg\nb/0.jpg\nc/0.jpg\na/1.jpg\nb/1.jpg\nc/1.jpg\n")
     torch.manual_seed(0)
     export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), tmp_path / "clf.pt", ["a", "b", "c"], {})

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from conftest import make_image_folder
 from sdjscc_phy.errors import CheckpointError, RecipeError, RegistryError, TrainingError
 from sdjscc_phy.models.classifier import FEATURE_LAYERS, CifarClassifier, load_classifier
 from sdjscc_phy.training import Stage, Trainer, load_checkpoint, load_recipe, register_stage, train
@@ -22,20 +21,10 @@ class StopRun(Exception):
     """Raised by a callback to kill a run between two steps."""
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("JSCCFLOW_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def recipe_path(tmp_path) -> Path:
     """A 2-epoch recipe on 3 classes x 10 random 16x16 JPEGs (2 per class held out), tiny network."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "images"
-    for name in ("a", "b", "c"):
-        (root / name).mkdir(parents=True)
-        for i in range(10):
-            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
+    make_image_folder(tmp_path / "images", ("a", "b", "c"), 10, 16)
     (tmp_path / "val.txt").write_text("# held out\na/0.jpg\na/1.jpg\nb/0.jpg\nb/1.jpg\nc/0.jpg\nc/1.jpg\n")
     recipe = {
         "seed": 7,
@@ -225,7 +214,7 @@ def test_load_classifier_rejects_foreign_files(tmp_path):
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a jsccflow classifier"):
         load_classifier(tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="is neither a file nor a shipped name"):
         load_classifier(tmp_path / "none.pt")
 
 

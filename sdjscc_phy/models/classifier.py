@@ -18,8 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdjscc_phy.errors import CheckpointError
-from sdjscc_phy.models.checkpoints import resolve_checkpoint, shipped_names
+from sdjscc_phy.models.checkpoints import load_export
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -187,21 +186,8 @@ def load_classifier(path: str | Path | None = None, map_location: str | torch.de
 
     The checkpoint's ``class_names`` and metadata are attached as ``model.class_names`` / ``model.metadata``.
     """
-    path = resolve_checkpoint(SHIPPED_CHECKPOINT if path is None else path)
-    if not path.is_file():
-        raise CheckpointError(f"classifier checkpoint '{path}' does not exist (shipped: {shipped_names()})")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/foreign files
-        raise CheckpointError(f"classifier checkpoint '{path}' is unreadable: {type(exc).__name__}") from None
-    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"'{path}' is not a jsccflow classifier checkpoint")
-    try:
-        model = CifarClassifier(**payload["config"])
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"classifier checkpoint '{path}' does not match CifarClassifier: {first_line}") from None
-    model.class_names = tuple(payload.get("class_names", ()))
-    model.metadata = {k: v for k, v in payload.items() if k not in ("state_dict",)}
-    return model.eval()
+    model, info = load_export(SHIPPED_CHECKPOINT if path is None else path, EXPORT_FORMAT, "classifier",
+                              lambda payload: CifarClassifier(**payload["config"]), map_location)
+    model.class_names = tuple(info.get("class_names", ()))
+    model.metadata = info
+    return model

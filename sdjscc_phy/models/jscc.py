@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sdjscc_phy.errors import CheckpointError, ParameterError
-from sdjscc_phy.models.checkpoints import resolve_checkpoint, shipped_names
+from sdjscc_phy.errors import ParameterError
+from sdjscc_phy.models.checkpoints import load_export
 
 DOWNSAMPLING = 4
 
@@ -133,22 +133,8 @@ def load_codec(name_or_path: str, map_location: str | torch.device = "cpu") -> J
 
     The checkpoint's training link and metadata are attached as ``codec.link`` / ``codec.metadata``.
     """
-    path = resolve_checkpoint(name_or_path)
-    if not path.is_file():
-        raise CheckpointError(f"codec checkpoint '{name_or_path}' is neither a file nor a shipped name "
-                              f"({shipped_names()})")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/foreign files
-        raise CheckpointError(f"codec checkpoint '{path}' is unreadable: {type(exc).__name__}") from None
-    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"'{path}' is not a jsccflow codec checkpoint")
-    try:
-        codec = JsccCodec(JsccConfig(**payload["config"]))
-        codec.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"codec checkpoint '{path}' does not match JsccCodec: {first_line}") from None
-    codec.link = dict(payload.get("link", {}))
-    codec.metadata = {k: v for k, v in payload.items() if k != "state_dict"}
-    return codec.eval()
+    codec, info = load_export(name_or_path, EXPORT_FORMAT, "codec",
+                              lambda payload: JsccCodec(JsccConfig(**payload["config"])), map_location)
+    codec.link = dict(info.get("link", {}))
+    codec.metadata = info
+    return codec
