@@ -28,14 +28,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_TRAIN = REPO.parent / "shared" / "data" / "cifar10" / "train"
 
 
-def run_point(flowgraph: Path, method: str, snr_db: float, seed: int, out_dir: Path, max_items: int) -> dict:
+def run_point(flowgraph: Path, method: str, checkpoint: str, snr_db: float, seed: int, out_dir: Path,
+              max_items: int) -> dict:
     items_csv = out_dir / f"items_{method}_snr{snr_db:g}_seed{seed}.csv"
     overrides = [f"snr_db={snr_db}", f"options.seed={seed}", f"options.max_items={max_items}",
                  "options.batch_size=250", "src.dataset=folder", f"src.root={SHARED_TRAIN}", "src.split=val",
-                 f"enc.checkpoint={method}", f"dec.checkpoint={method}", f"metrics.items_csv={items_csv}"]
+                 f"enc.checkpoint={checkpoint}", f"dec.checkpoint={checkpoint}", f"metrics.items_csv={items_csv}"]
     result = run_flowgraph(load_flowgraph(str(flowgraph), overrides))
-    return {"method": method, "snr_db": snr_db, "seed": seed, "items": result.items, **result.metrics,
-            "items_csv": str(items_csv.relative_to(REPO))}
+    return {"method": method, "checkpoint": checkpoint, "snr_db": snr_db, "seed": seed, "items": result.items,
+            **result.metrics,
+            "items_csv": items_csv.name}
 
 
 def correctness(items_csv: Path) -> np.ndarray:
@@ -51,7 +53,8 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=["sdjscc_awgn", "deepjscc_awgn"])
+    parser.add_argument("--methods", nargs="+", default=["sdjscc_awgn", "deepjscc_awgn"],
+                        help="shipped codec names or LABEL=CHECKPOINT_PATH; the first is the reference")
     parser.add_argument("--channel", choices=("awgn", "rayleigh"), default="awgn")
     parser.add_argument("--snr", nargs="+", type=float, default=[0.0, 5.0, 10.0, 20.0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -62,11 +65,13 @@ def main(argv=None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     flowgraph = REPO / "flowgraphs" / f"sdjscc_{args.channel}.yaml"
 
+    checkpoints = dict(m.split("=", 1) if "=" in m else (m, m) for m in args.methods)
+    args.methods = list(checkpoints)
     rows = []
     for snr_db in args.snr:
-        for method in args.methods:
+        for method, checkpoint in checkpoints.items():
             for seed in args.seeds:
-                rows.append(run_point(flowgraph, method, snr_db, seed, out_dir, args.max_items))
+                rows.append(run_point(flowgraph, method, checkpoint, snr_db, seed, out_dir, args.max_items))
                 print(json.dumps({k: rows[-1][k] for k in ("method", "snr_db", "seed", "accuracy", "psnr_db")}))
 
     summary = []
@@ -75,7 +80,7 @@ def main(argv=None) -> None:
         per_method = {}
         for method in args.methods:
             runs = [r for r in rows if r["method"] == method and r["snr_db"] == snr_db]
-            per_image = np.mean([correctness(REPO / r["items_csv"]) for r in runs], axis=0)
+            per_image = np.mean([correctness(out_dir / r["items_csv"]) for r in runs], axis=0)
             per_method[method] = per_image
             entry = {"method": method, "snr_db": snr_db, "seeds": len(runs), "images": len(per_image),
                      "accuracy": float(per_image.mean()),
