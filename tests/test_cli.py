@@ -96,3 +96,21 @@ def test_plugin_package_is_discovered_by_the_installed_command(plugin, write_flo
     checked = subprocess.run([*cli, "validate", path], env=env, capture_output=True, text=True)
     assert checked.returncode == 2
     assert "block 'g': required input port 'x' is not connected" in checked.stderr
+    runnable = write_flowgraph("""\
+        options: {batch_size: 10, max_items: 30}
+        blocks:
+          - {id: src, type: bit_source, params: {num_bits: 8}}
+          - {id: map, type: symbol_mapper, params: {constellation: qpsk}}
+          - {id: g, type: test_gain, params: {gain: 3.0}}
+          - {id: count, type: test_counter}
+        connections:
+          - src.bits -> map.bits
+          - map.symbols -> g.x
+          - g.y -> count.x
+        """, name="plugin_run.yaml")
+    out = plugin / "out.json"
+    ran = subprocess.run([*cli, "run", runnable, "--output", str(out)], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["items"] == 30.0
+    assert abs(metrics["energy"] - 9.0 * 30 * 4) < 1e-3  # |3 x|^2 = 9 per unit-energy QPSK symbol, 4 per item
