@@ -8,8 +8,10 @@ from sdjscc_phy.blocks.mapping import SymbolDemapper, SymbolMapper
 from sdjscc_phy.blocks.metric_sink import MetricSink
 from sdjscc_phy.blocks.neural import Classifier, JsccDecoder, JsccEncoder
 from sdjscc_phy.blocks.symbol_file_sink import SymbolFileSink
+from sdjscc_phy.blocks.sscc import ImageCodecDecoder, ImageCodecEncoder, LdpcDecoderBlock, LdpcEncoder
 
 BUILTIN_BLOCKS = [
     ImageSource, BitSource, Binarizer, SymbolMapper, SymbolDemapper, AwgnChannel, RayleighChannel,
     JsccEncoder, JsccDecoder, Classifier, MetricSink, SymbolFileSink,
+    ImageCodecEncoder, LdpcEncoder, LdpcDecoderBlock, ImageCodecDecoder,
 ]
