@@ -80,3 +80,12 @@ def test_semantic_loss_is_eq_13():
     weights = torch.tensor([1.0, 0.0, 0.5])
     # per image: sum_k w_k * ||f'_k - f_k||^2 = 4 * (1 + 0.5) * d^2; mean over the batch of d = 1 and 2
     assert float(gsw.semantic_loss(f_hat, f, weights)) == pytest.approx((6.0 + 24.0) / 2)
+
+
+def test_bandwidth_ratio_sets_the_rate(recipe_path):
+    """bpp = 3 · k/n · bits per symbol (CONVENTIONS.md): k/n = 1/48 is 0.25 bpp with 16-QAM, 0.125 with QPSK."""
+    overrides = ["stages.mse.model.bpp=null", f"stages.mse.model.bandwidth_ratio={1 / 48}",
+                 "stages.mse.link.constellation=qpsk"]
+    Trainer(load_recipe(recipe_path, overrides), progress=False, only=["mse"]).run()
+    codec = load_codec(str(recipe_path.parent / "export" / "mse.pt"))
+    assert codec.config.code_channels == 2  # 0.125 bpp = 2 code channels of 8x8: 128 bits, 64 QPSK symbols

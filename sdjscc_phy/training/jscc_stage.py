@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from sdjscc_phy.errors import JsccflowError, RecipeError
 from sdjscc_phy.models.classifier import load_classifier
-from sdjscc_phy.models.jscc import JsccCodec, JsccConfig, code_channels_for_bpp, export_codec, load_codec
+from sdjscc_phy.models.jscc import (
+    JsccCodec, JsccConfig, bpp_for_bandwidth_ratio, code_channels_for_bpp, export_codec, load_codec,
+)
 from sdjscc_phy.phy.link import LinkConfig, transmit_soft_bits
 from sdjscc_phy.training import gsw
 from sdjscc_phy.training.data import DATA_DEFAULTS, load_train_val
@@ -30,7 +32,7 @@ class JsccStage(Stage):
     """Trains a :class:`~sdjscc_phy.models.jscc.JsccCodec` at ``model.bpp`` over ``link``.
 
     Recipe keys (besides the common ones): ``data`` (as the classifier stage), ``model`` (``bpp`` in bits
-    per pixel, ``width``, ``num_res_blocks``), ``link`` (``constellation``, ``channel``, ``snr_db`` = the
+    per pixel, or ``bandwidth_ratio`` k/n = complex symbols / (3·H·W), ``width``, ``num_res_blocks``), ``link`` (``constellation``, ``channel``, ``snr_db`` = the
     training SNR, Es/N0 in dB, ``coherence``, ``csi``, ``demap_method``), ``init_from`` (a codec
     checkpoint to start from: stage 1's export), ``classifier`` (frozen task network: needed by the
     semantic loss, and reported as ``val_acc`` when given), ``loss`` (``kind``, ``layer``, ``mse_weight``,
@@ -39,7 +41,7 @@ class JsccStage(Stage):
 
     DEFAULTS = {
         "data": DATA_DEFAULTS,
-        "model": {"bpp": 0.25, "width": 64, "num_res_blocks": 1},
+        "model": {"bpp": 0.25, "bandwidth_ratio": None, "width": 64, "num_res_blocks": 1},
         "link": {"constellation": "qam16", "channel": "awgn", "snr_db": 5.0, "coherence": "block", "csi": True,
                  "demap_method": "app"},
         "init_from": None,
@@ -70,6 +72,8 @@ class JsccStage(Stage):
         try:
             self.link = LinkConfig(**cfg["link"])
             model = cfg["model"]
+            if model["bandwidth_ratio"] is not None:  # k/n given instead of bpp (CONVENTIONS.md)
+                model["bpp"] = bpp_for_bandwidth_ratio(model["bandwidth_ratio"], self.link.num_bits_per_symbol)
             config = JsccConfig(code_channels_for_bpp(model["bpp"]), model["width"], model["num_res_blocks"])
         except (JsccflowError, TypeError) as exc:
             raise RecipeError(f"{where}: {exc}") from None
