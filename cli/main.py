@@ -1,4 +1,4 @@
-"""``jsccflow``: run, validate and list flowgraph blocks; train models from recipes.
+"""``jsccflow``: run, validate and list flowgraph blocks; train models from recipes; sweep and plot.
 
 Every user error (a ``JsccflowError``) becomes one line per problem on stderr and exit code 2, with no
 traceback; ``main(argv)`` returns the exit code so tests can call it directly.
@@ -12,6 +12,8 @@ import click
 
 from sdjscc_phy import __version__
 from sdjscc_phy.cli.flowgraph_commands import blocks, run, validate
+from sdjscc_phy.cli.plot import plot, plot_grid
+from sdjscc_phy.cli.sweep import sweep
 from sdjscc_phy.cli.train import train
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
 
@@ -28,6 +30,9 @@ cli.add_command(run)
 cli.add_command(validate)
 cli.add_command(blocks)
 cli.add_command(train)
+cli.add_command(sweep)
+cli.add_command(plot)
+cli.add_command(plot_grid)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,8 +66,9 @@ class Scheduler:
                                      self.fg.input_shapes.get(block_id, {}), outputs,
                                      frozenset(self._connected_outputs[block_id])))
 
-    def run_batch(self, batch_index: int, start: int, batch_size: int) -> None:
-        """Process items ``[start, start + batch_size)`` through every block, in topological order."""
+    def run_batch(self, batch_index: int, start: int, batch_size: int) -> dict[tuple[str, str], torch.Tensor]:
+        """Process items ``[start, start + batch_size)`` through every block, in topological order; returns
+        every port's tensor of this batch by ``(block id, port)`` (figures read them; the run drops them)."""
         values: dict[tuple[str, str], torch.Tensor] = {}
         seed = self.fg.options.seed
         for block_id, block in self.fg.blocks.items():
@@ -78,6 +79,7 @@ class Scheduler:
             self._check_outputs(block, outputs, batch_size)
             for port, tensor in outputs.items():
                 values[(block_id, port)] = tensor
+        return values
 
     def _check_outputs(self, block: Block, outputs: Batch, batch_size: int) -> None:
         """A block must return every connected output with the declared dtype and item shape."""

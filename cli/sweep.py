@@ -1,0 +1,41 @@
+"""``jsccflow sweep SWEEP.yaml``: run a grid of flowgraph points, resumably, locally or on Dask."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sdjscc_phy.sweep import describe_points, load_sweep, prepare, run_sweep
+from sdjscc_phy.sweep.runner import EXECUTORS
+
+
+@click.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="Points run at once (worker processes; a Dask LocalCluster's workers with --executor dask).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="local: this machine (process pool); dask: Dask distributed.")
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786) of a running cluster.")
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Results folder (default: the sweep's 'output').")
+@click.option("--models", type=click.Path(file_okay=False), help="Trained-model cache (default: the sweep's 'models').")
+@click.option("--dry-run", is_flag=True, help="Validate every point and list them; run and train nothing.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal).")
+def sweep(sweep_file: str, jobs: int, executor: str, scheduler: str | None, output: str | None, models: str | None,
+          dry_run: bool, progress: bool | None) -> None:
+    """Run every point of SWEEP_FILE not finished yet; rows go to OUTPUT/results.csv as points finish."""
+    spec = load_sweep(sweep_file, output=output, models=models)
+    if dry_run:
+        plans, store = prepare(spec)
+        listed = describe_points(spec, plans, store)
+        for item in listed:
+            values = " ".join(f"{k}={v}" for k, v in item["values"].items())
+            model = f"  model {item['model']}" if item["model"] else ""
+            click.echo(f"{item['key']}  {item['status']:7s}  {item['method']}  {values}{model}")
+        pending = sum(item["status"] == "pending" for item in listed)
+        click.echo(f"{sweep_file}: OK, {len(listed)} points ({pending} pending) -> {spec.output}")
+        return
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    summary = run_sweep(spec, jobs=jobs, executor=executor, scheduler=scheduler, progress=show_progress)
+    click.echo(f"{sweep_file}: {summary.ran} points run, {summary.skipped} already done, "
+               f"{summary.trained} model stages trained -> {summary.csv_path}")

@@ -1,0 +1,101 @@
+"""Line plots of a metric against a variable, one line per method, with standard-error bars."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+
+from sdjscc_phy.errors import JsccflowError  # noqa: E402
+from sdjscc_phy.sweep.stats import aggregate  # noqa: E402
+
+# Axis labels with units (CONVENTIONS.md); a column not listed is shown by its name.
+LABELS = {
+    "snr_db": "SNR$_{test}$, E$_s$/N$_0$ per complex symbol (dB)",
+    "snr_train": "SNR$_{train}$, E$_s$/N$_0$ (dB)",
+    "bpp": "rate (bits per pixel)",
+    "measured_bpp": "rate (bits per pixel)",
+    "tau": "GSW temperature τ",
+    "accuracy": "top-1 accuracy (%)",
+    "f1_macro": "macro F1",
+    "psnr_db": "PSNR (dB, mean of per-image PSNR)",
+    "psnr_db_of_mean_mse": "PSNR of the mean MSE (dB)",
+    "ssim": "SSIM (Gaussian window 11, σ = 1.5)",
+    "ber": "bit error rate",
+    "ldpc_bler": "LDPC block error rate",
+}
+PERCENT = ("accuracy",)  # shown in percent
+
+
+def axis_label(column: str) -> str:
+    return LABELS.get(column, column)
+
+
+def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...] = ("method",), out: str = "plot",
+               title: str | None = None, log_x: bool | None = None, where: dict | None = None,
+               over: list[str] | tuple[str, ...] = ("seed",)) -> list[str]:
+    """Plot ``y`` against ``x``, one line per distinct ``by``, from the rows matching ``where``
+    (column -> value). Rows that differ only in ``over`` (seeds) are aggregated
+    (:func:`sdjscc_phy.sweep.stats.aggregate`); error bars are ``y``'s standard error (``y_se``).
+    Writes ``out.png`` and ``out.svg``; returns their paths."""
+    if not rows:
+        raise JsccflowError("plot: the results table has no rows")
+    for column in (x, y, *by, *(where or {})):
+        if column not in rows[0]:
+            raise JsccflowError(f"plot: no column '{column}' (columns: {', '.join(rows[0])})")
+    rows = [r for r in rows if all(_same(r.get(k), v) for k, v in (where or {}).items())]
+    if not rows:
+        raise JsccflowError(f"plot: no row matches {where}")
+    over = [c for c in over if c in rows[0] and c not in (x, *by)]
+    if over:
+        rows = aggregate(rows, over=over)
+    scale = 100.0 if y in PERCENT else 1.0
+    lines: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if isinstance(row.get(x), (int, float)) and isinstance(row.get(y), (int, float)):
+            lines.setdefault(tuple(row[c] for c in by), []).append(row)
+    if not lines:
+        raise JsccflowError(f"plot: no row has numbers in both '{x}' and '{y}'")
+    for label, group in lines.items():
+        xs = [r[x] for r in group]
+        if len(set(xs)) < len(xs):
+            raise JsccflowError(f"plot: line {', '.join(map(str, label))} has several rows at one {x}; split the "
+                                f"lines with another --by column or pick rows with --where COLUMN=VALUE")
+    xs_all = [r[x] for group in lines.values() for r in group]
+    if log_x is None:
+        log_x = min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 100
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for label, group in lines.items():
+        group.sort(key=lambda r: r[x])
+        se = [scale * r[f"{y}_se"] if isinstance(r.get(f"{y}_se"), (int, float)) else math.nan for r in group]
+        ax.errorbar([r[x] for r in group], [scale * r[y] for r in group],
+                    yerr=None if all(math.isnan(s) for s in se) else se,
+                    marker="o", markersize=4, capsize=3, label=", ".join(str(v) for v in label))
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title=", ".join(by), fontsize="small")
+    fig.text(0.99, 0.01, "error bars: ±1 standard error", ha="right", va="bottom", fontsize="x-small", alpha=0.7)
+    fig.tight_layout()
+    paths = []
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "svg"):
+        path = f"{out}.{ext}"
+        fig.savefig(path, dpi=150)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _same(value, wanted) -> bool:
+    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)):
+        return math.isclose(value, wanted)
+    return str(value) == str(wanted)

@@ -1,0 +1,329 @@
+"""Running a sweep: validate every point, train the models it needs, run the points in parallel.
+
+Executors (no scheduler of our own): ``local`` runs points in this process (``jobs=1``) or in a
+``concurrent.futures.ProcessPoolExecutor``; ``dask`` submits them to Dask distributed, on a
+``LocalCluster`` of ``jobs`` worker processes or on the cluster whose scheduler is at ``scheduler``.
+Only this process writes results (see :mod:`sdjscc_phy.sweep.store`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import multiprocessing
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+import sdjscc_phy
+from sdjscc_phy.errors import FlowgraphError, JsccflowError
+from sdjscc_phy.io.results import write_json_atomic
+from sdjscc_phy.sweep.models import ModelPlan, StagePlan, plan_model, train_stage, write_standin
+from sdjscc_phy.sweep.spec import Point, Sweep, SweepError, TrainSpec
+from sdjscc_phy.sweep.store import ResultStore
+
+EXECUTORS = ("local", "dask")
+
+# on_point(record) runs in this process after each finished point is stored (tests interrupt with it).
+PointCallback = Callable[[dict], None]
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    skipped: int
+    ran: int
+    trained: int
+    csv_path: str
+
+
+@functools.cache
+def code_version() -> str:
+    """``git describe --always --dirty`` of the source tree, else ``jsccflow <version>``."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], capture_output=True, text=True,
+                             cwd=Path(sdjscc_phy.__file__).resolve().parent, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"jsccflow {sdjscc_phy.__version__}"
+
+
+# -- validation --------------------------------------------------------------------------------------
+def plan_models(sweep: Sweep) -> dict[TrainSpec, ModelPlan]:
+    """A model plan per distinct training spec; SweepError (``file:line:`` lines) for bad recipes."""
+    plans, errors = {}, []
+    for point in sweep.points:
+        if point.train is None or point.train in plans:
+            continue
+        try:
+            plans[point.train] = plan_model(point.train, sweep.models)
+        except JsccflowError as err:
+            line = f"{sweep.path}:{point.line}: method '{point.method}': {err}"
+            if line not in errors:
+                errors.append(line)
+    if errors:
+        raise SweepError(errors)
+    return plans
+
+
+def point_overrides(point: Point, plans: dict[TrainSpec, ModelPlan], checkpoint: str | None = None) -> list[str]:
+    """The point's overrides plus the trained checkpoint (``checkpoint`` replaces it, e.g. a stand-in)."""
+    overrides = list(point.overrides)
+    if point.train is not None:
+        path = checkpoint or plans[point.train].checkpoint
+        overrides += [f"{param}={path}" for param in point.train.checkpoint_params]
+    return overrides
+
+
+def validate_points(sweep: Sweep, plans: dict[TrainSpec, ModelPlan]) -> None:
+    """Load every point's flowgraph with its overrides (a model not trained yet is stood in for by an
+    untrained one of the same shape); SweepError with one ``file:line:`` line per distinct problem."""
+    from sdjscc_phy.core.flowgraph import load_flowgraph
+
+    errors: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="jsccflow-standin-") as tmp:
+        standins: dict[TrainSpec, str | None] = {}
+        for point in sweep.points:
+            checkpoint = None
+            if point.train is not None and not Path(plans[point.train].checkpoint).is_file():
+                if point.train not in standins:
+                    path = Path(tmp) / f"{len(standins)}.pt"
+                    standins[point.train] = str(path) if write_standin(plans[point.train], path) else None
+                checkpoint = standins[point.train]
+            overrides = point_overrides(point, plans, checkpoint)
+            if point.train is not None and checkpoint is None and not Path(plans[point.train].checkpoint).is_file():
+                overrides = list(point.overrides)  # no stand-in: the flowgraph's own checkpoint validates
+            try:
+                load_flowgraph(point.flowgraph, overrides)
+            except FlowgraphError as err:
+                problems = err.errors
+            except JsccflowError as err:
+                problems = [str(err)]
+            else:
+                continue
+            for problem in problems:
+                line = f"{sweep.path}:{point.line}: method '{point.method}': {problem}"
+                if line not in errors:
+                    errors.append(line)
+    if errors:
+        raise SweepError(errors)
+
+
+# -- work done in workers ----------------------------------------------------------------------------
+def run_point(flowgraph: str, overrides: list[str], threads: int | None) -> dict:
+    """Load and run one point's flowgraph (in a worker); its options, variables, metrics and cost."""
+    import torch
+
+    from sdjscc_phy.core.flowgraph import load_flowgraph
+    from sdjscc_phy.core.scheduler import run_flowgraph
+
+    if threads:
+        torch.set_num_threads(threads)
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    fg = load_flowgraph(flowgraph, overrides)
+    result = run_flowgraph(fg)
+    return {"options": vars(fg.options), "variables": fg.variables, "metrics": result.metrics,
+            "items": result.items, "seconds": round(result.seconds, 3)}
+
+
+def train_model_stage(plan: ModelPlan, stage: StagePlan, threads: int | None) -> str:
+    """Train one cached stage (in a worker)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+        plan.recipe["num_threads"] = threads
+    return train_stage(plan, stage)
+
+
+# -- executors ---------------------------------------------------------------------------------------
+class _Inline:
+    """jobs=1: run each task here, when it is submitted."""
+
+    def submit(self, fn, *args):
+        future = cf.Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the caller through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+    @staticmethod
+    def as_completed(futures):
+        return iter(futures)
+
+    def close(self, cancel: bool = False) -> None:
+        pass
+
+
+class _Local:
+    def __init__(self, jobs: int):
+        self.pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn, *args):
+        return self.pool.submit(fn, *args)
+
+    @staticmethod
+    def as_completed(futures):
+        return cf.as_completed(futures)
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+class _Dask:
+    def __init__(self, jobs: int, scheduler: str | None):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise JsccflowError("--executor dask needs Dask distributed: pip install 'dask[distributed]'") from None
+        self.cluster = None
+        if scheduler:
+            self.client = Client(scheduler)
+        else:
+            self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+
+    def submit(self, fn, *args):
+        return self.client.submit(fn, *args, pure=False)
+
+    @staticmethod
+    def as_completed(futures):
+        from distributed import as_completed
+
+        return as_completed(futures)
+
+    def close(self, cancel: bool = False) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _executor(kind: str, jobs: int, scheduler: str | None):
+    if kind not in EXECUTORS:
+        raise JsccflowError(f"--executor must be one of {EXECUTORS}; got '{kind}'")
+    if jobs < 1:
+        raise JsccflowError(f"--jobs must be at least 1; got {jobs}")
+    if kind == "dask":
+        return _Dask(jobs, scheduler)
+    if scheduler:
+        raise JsccflowError("--scheduler needs --executor dask")
+    return _Inline() if jobs == 1 else _Local(jobs)
+
+
+# -- the sweep ---------------------------------------------------------------------------------------
+def prepare(sweep: Sweep) -> tuple[dict[TrainSpec, ModelPlan], ResultStore]:
+    """Check everything that can be checked before running: recipes, then every point's flowgraph."""
+    plans = plan_models(sweep)
+    validate_points(sweep, plans)
+    return plans, ResultStore(sweep.output, sweep.grid_columns)
+
+
+def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler: str | None = None,
+              progress: bool = True, callbacks: list[PointCallback] | tuple[PointCallback, ...] = ()) -> SweepSummary:
+    """Run every point of ``sweep`` not finished yet (training the models they need first)."""
+    plans, store = prepare(sweep)
+    pending = [p for p in sweep.points if not store.done(p.key)]
+    order = [p.key for p in sweep.points]
+    write_json_atomic(str(Path(sweep.output) / "sweep.json"), {
+        "sweep": os.path.abspath(sweep.path), "description": sweep.description, "code_version": code_version(),
+        "models": sweep.models, "grid_columns": sweep.grid_columns, "points": len(sweep.points),
+    })
+    stages = _stages_to_train(pending, plans)
+    if not pending:
+        store.write_csv(order)
+        return SweepSummary(len(sweep.points), len(sweep.points), 0, 0, str(store.csv_path))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    pool = _executor(executor, jobs, scheduler)
+    cancel = True
+    try:
+        _train_waves(pool, stages, threads, progress)
+        with tqdm(total=len(sweep.points), initial=len(sweep.points) - len(pending), unit="point", desc="sweep",
+                  disable=not progress, dynamic_ncols=True) as bar:
+            futures = {}
+            for point in pending:
+                future = pool.submit(run_point, point.flowgraph, point_overrides(point, plans), threads)
+                futures[future] = point
+            for future in pool.as_completed(list(futures)):
+                point = futures[future]
+                result = future.result()
+                record = _record(point, plans, result)
+                store.add(record, order)
+                bar.update(1)
+                bar.set_postfix_str(point.label(), refresh=False)
+                for callback in callbacks:
+                    callback(record)
+        cancel = False
+    finally:
+        pool.close(cancel=cancel)
+    return SweepSummary(len(sweep.points), len(sweep.points) - len(pending), len(pending), len(stages),
+                        str(store.csv_path))
+
+
+def _stages_to_train(points: list[Point], plans: dict[TrainSpec, ModelPlan]) -> list[tuple[ModelPlan, StagePlan]]:
+    """Distinct cached stages the pending points need that are not trained yet, upstream first."""
+    seen, out = set(), []
+    for point in points:
+        if point.train is None:
+            continue
+        plan = plans[point.train]
+        for stage in plan.stages:
+            if not stage.reused and not stage.ready and stage.key not in seen:
+                seen.add(stage.key)
+                out.append((plan, stage))
+    return sorted(out, key=lambda item: item[1].index)
+
+
+def _train_waves(pool, stages: list[tuple[ModelPlan, StagePlan]], threads: int | None, progress: bool) -> None:
+    """Train stages wave by wave (a wave = one recipe position), each wave's stages in parallel."""
+    waves: dict[int, list] = {}
+    for plan, stage in stages:
+        waves.setdefault(stage.index, []).append((plan, stage))
+    for index in sorted(waves):
+        began = time.perf_counter()
+        futures = [pool.submit(train_model_stage, plan, stage, threads) for plan, stage in waves[index]]
+        for future in pool.as_completed(futures):
+            path = future.result()
+            if progress:
+                tqdm.write(f"trained {path} ({time.perf_counter() - began:.0f} s)")
+
+
+def _record(point: Point, plans: dict[TrainSpec, ModelPlan], result: dict) -> dict:
+    train = None
+    if point.train is not None:
+        plan = plans[point.train]
+        train = {"recipe": point.train.recipe, "stage": point.train.stage, "overrides": list(point.train.overrides),
+                 "checkpoint": plan.checkpoint,
+                 "stages": [{"name": s.name, "key": s.key, "export": s.export, "reused": s.reused}
+                            for s in plan.stages]}
+    return {
+        "key": point.key, "method": point.method, "values": point.values, "flowgraph": point.flowgraph,
+        "overrides": point_overrides(point, plans), "train": train, "seed": result["options"]["seed"],
+        "code_version": code_version(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **result,
+    }
+
+
+def describe_points(sweep: Sweep, plans: dict[TrainSpec, ModelPlan], store: ResultStore) -> list[dict]:
+    """What ``--dry-run`` lists: each point, whether it is done, and the model it needs."""
+    out = []
+    for point in sweep.points:
+        model = None
+        if point.train is not None:
+            plan = plans[point.train]
+            state = "ready" if Path(plan.checkpoint).is_file() else "to train"
+            model = f"{plan.checkpoint} ({state})"
+        out.append({"key": point.key, "method": point.method, "values": point.values,
+                    "status": "done" if store.done(point.key) else "pending", "model": model})
+    return out

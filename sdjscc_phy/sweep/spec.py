@@ -1,0 +1,380 @@
+"""Sweep files: methods (a flowgraph plus fixed overrides, or a model trained from a recipe) crossed with a grid.
+
+::
+
+    format_version: 1
+    output: ../results/fig4_awgn          # results folder (relative to this file); --output overrides
+    models: ../runs/sweep_models          # trained-model cache (default: <output>/models)
+    set:                                  # overrides of every point (VAR, ID.PARAM or options.KEY)
+      options.max_items: 5000
+      src.root: ../../shared/data/cifar10/train     # path-typed parameters resolve against this file
+    methods:
+      sdjscc:
+        flowgraph: ../flowgraphs/sdjscc_awgn.yaml
+        set: {enc.checkpoint: sdjscc_awgn, dec.checkpoint: sdjscc_awgn}
+      sdjscc_tau:
+        flowgraph: ../flowgraphs/sdjscc_awgn.yaml
+        train:                            # train (or reuse) a model per grid point, cached by recipe hash
+          recipe: ../recipes/sdjscc_cifar10.yaml
+          stage: sdjscc                   # the stage whose export the flowgraph uses
+          set: {stages.sdjscc.loss.gsw.tau: $tau}
+          checkpoint: [enc.checkpoint, dec.checkpoint]
+    grid:                                 # or a list of such mappings (their points are concatenated)
+      product: {snr_db: [0, 5, 10], seed: [0, 1, 2]}
+      zip: {tau: [1, 10], ...}            # equal lengths, taken row by row; crossed with product
+
+A grid key is a flowgraph override (``snr_db``, ``src.limit``, ``options.max_items``; ``seed`` is short
+for ``options.seed``) or a sweep variable that the method's ``set``/``train.set``/``flowgraph`` use as
+``$name`` (a whole value) or ``${name}`` (inside a string). Every problem is a ``file:line:`` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdjscc_phy.core.registry import get_block_class
+from sdjscc_phy.core.yaml_lines import LineDict, LineList, load_yaml_with_lines
+from sdjscc_phy.errors import FlowgraphError, JsccflowError
+
+FORMAT_VERSION = 1
+TOP_LEVEL_KEYS = ("format_version", "description", "output", "models", "set", "methods", "grid")
+METHOD_KEYS = ("flowgraph", "set", "train")
+TRAIN_KEYS = ("recipe", "stage", "set", "checkpoint")
+GRID_KEYS = ("product", "zip")
+SEED_KEY = "seed"  # grid shorthand for options.seed
+
+_VAR_RE = re.compile(r"\$\{(\w+)\}")
+
+
+class SweepError(FlowgraphError):
+    """A sweep file is malformed; ``errors`` holds every problem found, one ``file:line:`` line each."""
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """A model trained from ``recipe`` with ``overrides``; its ``stage`` export feeds ``checkpoint_params``."""
+
+    recipe: str
+    stage: str
+    overrides: tuple[str, ...]
+    checkpoint_params: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run: a method at one grid point. ``key`` hashes everything that determines its result."""
+
+    method: str
+    values: dict  # grid values as written (column -> value)
+    flowgraph: str  # absolute path
+    overrides: tuple[str, ...]  # KEY=VALUE for load_flowgraph (paths resolved), trained checkpoint excluded
+    train: TrainSpec | None
+    key: str
+    line: int  # line of the method in the sweep file
+
+    def label(self) -> str:
+        values = ", ".join(f"{k}={v}" for k, v in self.values.items())
+        return f"{self.method} [{values}]" if values else self.method
+
+
+@dataclass
+class Sweep:
+    path: str
+    output: str
+    models: str
+    description: str
+    grid_columns: list[str]
+    column_lines: dict[str, int] = field(default_factory=dict)
+    points: list[Point] = field(default_factory=list)
+
+
+class _Errors:
+    def __init__(self, path: str):
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, message: str, line: int | None = None) -> None:
+        where = f"{self.path}:{line}" if line else self.path
+        text = f"{where}: {message}"
+        if text not in self.lines:
+            self.lines.append(text)
+
+
+def _line(container: Any, key: Any = None) -> int | None:
+    if isinstance(container, LineDict) and key is not None:
+        return container.line_of(key)
+    return getattr(container, "line", None)
+
+
+def load_sweep(path: str, output: str | None = None, models: str | None = None) -> Sweep:
+    """Read and check a sweep file and expand its points; SweepError lists every problem found.
+
+    Flowgraphs and recipes are only read here, not validated with each point's overrides:
+    :func:`sdjscc_phy.sweep.runner.validate_points` does that.
+    """
+    errors = _Errors(path)
+    data = load_yaml_with_lines(path)
+    base = Path(path).resolve().parent
+    if not isinstance(data, dict):
+        raise SweepError([f"{path}: a sweep must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"])
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            errors.add(f"unknown top-level key '{key}'; allowed: {', '.join(TOP_LEVEL_KEYS)}", _line(data, key))
+    if data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        errors.add(f"format_version {data.get('format_version')!r} is not supported (this jsccflow reads "
+                   f"{FORMAT_VERSION})", _line(data, "format_version"))
+    out_dir = output or _resolve(data.get("output"), base) or str(base / Path(path).stem)
+    models_dir = models or _resolve(data.get("models"), base) or str(Path(out_dir) / "models")
+    common = _assignments(data, "set", errors)
+    methods = data.get("methods")
+    if not isinstance(methods, dict) or not methods:
+        errors.add("'methods' must be a non-empty mapping of method name -> {flowgraph, set, train}",
+                   _line(data, "methods") if "methods" in data else None)
+        methods = LineDict()
+    column_lines: dict[str, int] = {}
+    grid_points, columns = _expand_grid(data.get("grid"), _line(data, "grid"), errors, column_lines)
+    sweep = Sweep(path, out_dir, models_dir, str(data.get("description") or ""), columns, column_lines)
+    for name, method in methods.items():
+        _add_method_points(sweep, str(name), method, _line(methods, name), common, grid_points, base, errors)
+    if errors.lines:
+        raise SweepError(errors.lines)
+    return sweep
+
+
+def _resolve(value: Any, base: Path) -> str | None:
+    if value is None:
+        return None
+    p = Path(str(value)).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _assignments(container: dict, key: str, errors: _Errors) -> LineDict:
+    value = container.get(key)
+    if value is None:
+        return LineDict()
+    if not isinstance(value, dict):
+        errors.add(f"'{key}' must be a mapping of KEY: VALUE overrides", _line(container, key))
+        return LineDict()
+    return value
+
+
+# -- the grid ----------------------------------------------------------------------------------------
+def _expand_grid(grid: Any, line: int | None, errors: _Errors,
+                 column_lines: dict[str, int]) -> tuple[list[dict], list[str]]:
+    """Grid points as ``{column: value}`` dicts, in file order; no grid is one empty point."""
+    if grid is None:
+        return [{}], []
+    parts = grid if isinstance(grid, list) else [grid]
+    points: list[dict] = []
+    columns: list[str] = []
+    for index, part in enumerate(parts):
+        part_line = grid.item_lines[index] if isinstance(grid, LineList) else line
+        if not isinstance(part, dict):
+            errors.add("grid: expected a mapping with 'product' and/or 'zip' (or a list of them)", part_line)
+            continue
+        for key in part:
+            if key not in GRID_KEYS:
+                errors.add(f"grid: unknown key '{key}'; allowed: product (every combination), zip (row by row)",
+                           _line(part, key))
+        axes = {}
+        for kind in GRID_KEYS:
+            values = part.get(kind)
+            if values is None:
+                continue
+            if not isinstance(values, dict) or not values:
+                errors.add(f"grid.{kind}: must be a mapping of name -> list of values", _line(part, kind))
+                continue
+            for name, seq in values.items():
+                if not isinstance(seq, list) or not seq:
+                    errors.add(f"grid.{kind}.{name}: must be a non-empty list of values", _line(values, name))
+                elif name in axes:
+                    errors.add(f"grid: '{name}' appears in both product and zip", _line(values, name))
+                else:
+                    axes[name] = (kind, seq, _line(values, name))
+        zipped = [(n, s) for n, (k, s, _) in axes.items() if k == "zip"]
+        lengths = {len(s) for _, s in zipped}
+        if len(lengths) > 1:
+            detail = ", ".join(f"{n} has {len(s)}" for n, s in zipped)
+            errors.add(f"grid.zip: lists must have equal lengths ({detail})", _line(part, "zip"))
+            continue
+        products = [(n, s) for n, (k, s, _) in axes.items() if k == "product"]
+        zip_rows = [dict(zip([n for n, _ in zipped], row)) for row in zip(*[s for _, s in zipped])] or [{}]
+        for combo in itertools.product(*[s for _, s in products]):
+            for row in zip_rows:
+                points.append({**dict(zip([n for n, _ in products], combo)), **row})
+        for name, (_, _, name_line) in axes.items():
+            if name not in columns:
+                columns.append(name)
+                column_lines[name] = name_line
+    return points, columns
+
+
+# -- methods -----------------------------------------------------------------------------------------
+def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, common: LineDict,
+                       grid_points: list[dict], base: Path, errors: _Errors) -> None:
+    where = f"method '{name}'"
+    if not isinstance(method, dict):
+        errors.add(f"{where}: must be a mapping with keys {', '.join(METHOD_KEYS)}", line)
+        return
+    for key in method:
+        if key not in METHOD_KEYS:
+            errors.add(f"{where}: unknown key '{key}'; allowed: {', '.join(METHOD_KEYS)}", _line(method, key))
+    if not isinstance(method.get("flowgraph"), str):
+        errors.add(f"{where}: 'flowgraph' (a flowgraph file) is required", line)
+        return
+    own = _assignments(method, "set", errors)
+    train = method.get("train")
+    if train is not None and not _check_train(train, where, _line(method, "train"), errors):
+        return
+    for values in grid_points:
+        used: set[str] = set()
+        fg_text = _substitute_text(method["flowgraph"], values, used, where, _line(method, "flowgraph"), errors)
+        fg_path = _resolve(fg_text, base)
+        if not Path(fg_path).is_file():
+            errors.add(f"{where}: flowgraph '{fg_text}' does not exist", _line(method, "flowgraph"))
+            return
+        fg_vars, block_types = _flowgraph_outline(fg_path)
+        assigned: dict[str, Any] = {}
+        for source in (common, own):
+            for key, value in source.items():
+                assigned[str(key)] = _substitute(value, values, used, where, _line(source, key), errors)
+        for column, value in values.items():
+            key = "options.seed" if column == SEED_KEY else column
+            if "." in key or key in fg_vars:
+                assigned[key] = value
+                used.add(column)
+        spec = None
+        if train is not None:
+            overrides = tuple(f"{k}={_yaml_value(_substitute(v, values, used, where, _line(train['set'], k), errors))}"
+                              for k, v in (train.get("set") or {}).items())
+            checkpoint = train.get("checkpoint")
+            params = (checkpoint,) if isinstance(checkpoint, str) else tuple(checkpoint)
+            spec = TrainSpec(_resolve(train["recipe"], base), str(train["stage"]), overrides, params)
+        for column in values:
+            if column not in used:
+                known = ", ".join(fg_vars) or "none"
+                errors.add(f"grid variable '{column}': not a variable of {fg_text} ({known}), not ID.PARAM or "
+                           f"options.KEY, and not used as ${column} by {where}", sweep.column_lines.get(column, line))
+        overrides = tuple(f"{k}={_yaml_value(_resolve_path_param(k, v, block_types, base))}"
+                          for k, v in assigned.items())
+        key = point_key(name, fg_text, tuple(f"{k}={_yaml_value(v)}" for k, v in assigned.items()), spec, values)
+        sweep.points.append(Point(name, dict(values), fg_path, overrides, spec, key, line or 0))
+
+
+def _check_train(train: Any, where: str, line: int | None, errors: _Errors) -> bool:
+    if not isinstance(train, dict):
+        errors.add(f"{where}: 'train' must be a mapping with keys {', '.join(TRAIN_KEYS)}", line)
+        return False
+    ok = True
+    for key in train:
+        if key not in TRAIN_KEYS:
+            errors.add(f"{where}: train: unknown key '{key}'; allowed: {', '.join(TRAIN_KEYS)}", _line(train, key))
+            ok = False
+    for key in ("recipe", "stage"):
+        if not isinstance(train.get(key), str):
+            errors.add(f"{where}: train: '{key}' is required (a string)", line)
+            ok = False
+    checkpoint = train.get("checkpoint")
+    if not (isinstance(checkpoint, str) or (isinstance(checkpoint, list) and checkpoint
+                                            and all(isinstance(c, str) and "." in c for c in checkpoint))):
+        errors.add(f"{where}: train: 'checkpoint' must name the flowgraph parameters (ID.PARAM) that get the "
+                   f"trained checkpoint, e.g. [enc.checkpoint, dec.checkpoint]", _line(train, "checkpoint") or line)
+        ok = False
+    if train.get("set") is not None and not isinstance(train.get("set"), dict):
+        errors.add(f"{where}: train: 'set' must be a mapping of recipe KEY: VALUE overrides", _line(train, "set"))
+        ok = False
+    return ok
+
+
+def _substitute(value: Any, values: dict, used: set, where: str, line: int | None, errors: _Errors) -> Any:
+    """``$name`` (whole value) and ``${name}`` (inside a string) from the grid point."""
+    if isinstance(value, str) and re.fullmatch(r"\$\w+", value):
+        name = value[1:]
+        if name not in values:
+            errors.add(f"{where}: ${name} is not a grid variable (grid: {', '.join(values) or 'none'})", line)
+            return value
+        used.add(name)
+        return values[name]
+    if isinstance(value, str):
+        return _substitute_text(value, values, used, where, line, errors)
+    if isinstance(value, list):
+        return [_substitute(v, values, used, where, line, errors) for v in value]
+    return value
+
+
+def _substitute_text(text: str, values: dict, used: set, where: str, line: int | None, errors: _Errors) -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            errors.add(f"{where}: ${{{name}}} is not a grid variable (grid: {', '.join(values) or 'none'})", line)
+            return match.group(0)
+        used.add(name)
+        return str(values[name])
+
+    return _VAR_RE.sub(replace, text)
+
+
+def _yaml_value(value: Any) -> str:
+    """A value as ``--set`` parses it back (YAML flow style, one line)."""
+    return json.dumps(value) if not isinstance(value, str) else (value if _plain(value) else json.dumps(value))
+
+
+def _plain(text: str) -> bool:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        return False
+
+
+def _flowgraph_outline(path: str) -> tuple[list[str], dict[str, str]]:
+    """The flowgraph's variable names and ``{block id: type}`` (read only; validation comes later)."""
+    try:
+        data = load_yaml_with_lines(path)
+    except FlowgraphError:
+        return [], {}
+    if not isinstance(data, dict):
+        return [], {}
+    variables = data.get("variables") or {}
+    blocks = data.get("blocks") or []
+    types = {b.get("id"): b.get("type") for b in blocks if isinstance(b, dict)}
+    return (list(variables) if isinstance(variables, dict) else []), types
+
+
+def _resolve_path_param(key: str, value: Any, block_types: dict, base: Path) -> Any:
+    """Relative values of ``path``-typed block parameters resolve against the sweep file's folder."""
+    block_id, dot, param = key.partition(".")
+    if not dot or not isinstance(value, str) or not value or block_id not in block_types:
+        return value
+    try:
+        cls = get_block_class(block_types[block_id])
+    except JsccflowError:
+        return value
+    if any(p.name == param and p.type == "path" for p in cls.params):
+        return _resolve(value, base)
+    return value
+
+
+def point_key(method: str, flowgraph: str, overrides: tuple[str, ...], train: TrainSpec | None,
+              values: dict) -> str:
+    """16 hex digits of SHA-256 over everything that determines a point's result, as written in the file."""
+    spec = {"method": method, "flowgraph": flowgraph, "overrides": list(overrides), "values": values,
+            "train": None if train is None else {"recipe": _file_digest(train.recipe), "stage": train.stage,
+                                                 "overrides": list(train.overrides),
+                                                 "checkpoint": list(train.checkpoint_params)}}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: str) -> str:
+    """SHA-256 of a file's bytes (its name when it cannot be read: validation reports that)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return Path(path).name

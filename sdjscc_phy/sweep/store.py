@@ -1,0 +1,109 @@
+"""A sweep's results folder: one JSON per finished point, and the tidy CSV rebuilt from them.
+
+``<output>/points/<key>.json`` holds everything about one run (method, grid values, flowgraph, full
+overrides and options, seed, code version, trained checkpoint, metrics); it is written atomically when
+the point finishes, so it is the record of what is done. ``<output>/results.csv`` (one row per point:
+method, grid variables, seed, metrics) is rewritten atomically from those records after each point, in
+the sweep's point order. A killed sweep therefore loses at most the points that were running, and a
+restarted one skips every point whose record exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from sdjscc_phy.errors import JsccflowError
+from sdjscc_phy.io.results import write_bytes_atomic, write_json_atomic
+
+RESULTS_CSV = "results.csv"
+POINTS_DIR = "points"
+
+
+class ResultStore:
+    """Finished points of one sweep, keyed by point key."""
+
+    def __init__(self, output: str, columns: list[str]):
+        self.output = Path(output)
+        self.columns = list(columns)
+        self.records: dict[str, dict] = {}
+        points = self.output / POINTS_DIR
+        for path in sorted(points.glob("*.json")) if points.is_dir() else ():
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # never written completely (atomic writes make this a foreign file): rerun it
+            if isinstance(record, dict) and record.get("key") == path.stem:
+                self.records[path.stem] = record
+
+    @property
+    def csv_path(self) -> Path:
+        return self.output / RESULTS_CSV
+
+    def done(self, key: str) -> bool:
+        return key in self.records
+
+    def add(self, record: dict, order: list[str]) -> None:
+        """Keep one finished point and rewrite the CSV (rows in ``order`` of keys, then any others)."""
+        self.records[record["key"]] = record
+        write_json_atomic(str(self.output / POINTS_DIR / f"{record['key']}.json"), record)
+        self.write_csv(order)
+
+    def write_csv(self, order: list[str]) -> None:
+        rank = {key: i for i, key in enumerate(order)}
+        records = sorted(self.records.values(), key=lambda r: rank.get(r["key"], len(rank)))
+        write_bytes_atomic(str(self.csv_path), rows_to_csv([record_row(r, self.columns) for r in records]))
+
+
+def record_row(record: dict, columns: list[str]) -> dict:
+    """The tidy row of one record: method, grid variables, seed, items, metrics, key (in this order: the
+    columns before ``items`` identify a run, the ones after it measure it)."""
+    row = {"method": record["method"]}
+    for column in columns:
+        row[column] = record["values"].get(column, "")
+    row.setdefault("seed", record["seed"])
+    row["items"] = record["items"]
+    for name, value in record["metrics"].items():
+        # A metric named like a grid variable (the measured bpp in a sweep over bpp) keeps both.
+        row[f"measured_{name}" if name in columns or name == "seed" else name] = value
+    row["key"] = record["key"]
+    return row
+
+
+def rows_to_csv(rows: list[dict]) -> bytes:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+    return buf.getvalue().encode()
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return repr(value)
+    if value is None:
+        return ""
+    return value
+
+
+def read_rows(path: str) -> list[dict]:
+    """Rows of a results CSV, numbers parsed (ints stay ints, empty cells become None)."""
+    try:
+        with open(path, newline="") as fh:
+            return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except OSError as err:
+        raise JsccflowError(f"{path}: cannot read: {err.strerror}") from None
+
+
+def _parse(text: str):
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
