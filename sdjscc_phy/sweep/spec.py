@@ -140,8 +140,9 @@ def load_sweep(path: str, output: str | None = None, models: str | None = None) 
     column_lines: dict[str, int] = {}
     grid_points, columns = _expand_grid(data.get("grid"), _line(data, "grid"), errors, column_lines)
     sweep = Sweep(path, out_dir, models_dir, str(data.get("description") or ""), columns, column_lines)
+    # A broken grid still lets every method be checked (at no grid values).
     for name, method in methods.items():
-        _add_method_points(sweep, str(name), method, _line(methods, name), common, grid_points, base, errors)
+        _add_method_points(sweep, str(name), method, _line(methods, name), common, grid_points or [{}], base, errors)
     if errors.lines:
         raise SweepError(errors.lines)
     return sweep
