@@ -110,6 +110,8 @@ def validate_points(sweep: Sweep, plans: dict[TrainSpec, ModelPlan]) -> None:
             else:
                 continue
             for problem in problems:
+                if checkpoint:
+                    problem = problem.replace(checkpoint, f"<untrained stand-in for stage '{point.train.stage}'>")
                 line = f"{sweep.path}:{point.line}: method '{point.method}': {problem}"
                 if line not in errors:
                     errors.append(line)

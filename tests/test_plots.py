@@ -1,0 +1,72 @@
+"""jsccflow plot (metric vs variable, error bars, units) and plot-grid (originals vs reconstructions)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from conftest import REPO
+from sdjscc_phy.cli.main import main
+
+RESULTS = """\
+method,snr_db,seed,items,accuracy,accuracy_se,psnr_db,key
+sdjscc,0,0,100,0.20,0.04,14.0,a
+sdjscc,0,1,100,0.24,0.04,14.1,b
+sdjscc,10,0,100,0.40,0.05,16.0,c
+sdjscc,10,1,100,0.42,0.05,16.1,d
+deepjscc,0,0,100,0.15,0.03,15.0,e
+deepjscc,0,1,100,0.17,0.03,15.2,f
+deepjscc,10,0,100,0.20,0.04,17.5,g
+deepjscc,10,1,100,0.21,0.04,17.4,h
+"""
+
+
+@pytest.fixture
+def results_csv(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text(RESULTS)
+    return path
+
+
+def test_plot_writes_png_and_svg_with_units_and_error_bars(results_csv, tmp_path, capsys):
+    out = tmp_path / "figs" / "acc"
+    assert main(["plot", str(results_csv), "--x", "snr_db", "--y", "accuracy", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [f"{out}.png", f"{out}.svg"]
+    assert (tmp_path / "figs" / "acc.png").read_bytes()[:4] == b"\x89PNG"
+    svg = (tmp_path / "figs" / "acc.svg").read_text()
+    for text in ("top-1 accuracy (%)", "per complex symbol (dB)", "sdjscc", "deepjscc", "standard error"):
+        assert text in svg, text
+
+
+def test_plot_default_prefix_and_selected_rows(results_csv, capsys):
+    assert main(["plot", str(results_csv), "--x", "snr_db", "--y", "psnr_db", "--where", "method=sdjscc"]) == 0
+    assert capsys.readouterr().out.split()[0] == str(results_csv.with_name("results_psnr_db_vs_snr_db.png"))
+
+
+def test_plot_errors_are_one_line(results_csv, capsys):
+    assert main(["plot", str(results_csv), "--x", "bpp"]) == 2
+    assert "plot: no column 'bpp'" in capsys.readouterr().err
+    assert main(["plot", str(results_csv), "--x", "snr_db", "--over", "method"]) == 2
+    err = capsys.readouterr().err
+    assert "several rows at one snr_db" in err and len(err.strip().splitlines()) == 1
+
+
+def test_plot_grid_shows_originals_and_each_methods_reconstruction(tmp_path, capsys):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(textwrap.dedent(f"""\
+        methods:
+          sdjscc: {{flowgraph: {REPO / 'flowgraphs' / 'sdjscc_awgn.yaml'}}}
+          deepjscc:
+            flowgraph: {REPO / 'flowgraphs' / 'sdjscc_awgn.yaml'}
+            set: {{enc.checkpoint: deepjscc_awgn, dec.checkpoint: deepjscc_awgn}}
+        grid:
+          product: {{snr_db: [5, 20]}}
+        """))
+    out = tmp_path / "grid"
+    assert main(["plot-grid", str(sweep), "--at", "snr_db=20", "--images", "3", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [f"{out}.png", f"{out}.svg"]
+    svg = (tmp_path / "grid.svg").read_text()
+    assert "original" in svg and "deepjscc" in svg and "snr_db=20" in svg
+    assert main(["plot-grid", str(sweep), "--at", "snr=20", "--out", str(out)]) == 2
+    assert "--at snr: not a grid variable" in capsys.readouterr().err

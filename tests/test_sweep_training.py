@@ -1,0 +1,107 @@
+"""Sweep points that need a trained model: trained once through the recipe, cached by hash, stage 1 reused."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, make_image_folder
+from sdjscc_phy.cli.main import main
+from sdjscc_phy.models.classifier import CifarClassifier, export_classifier
+from sdjscc_phy.sweep import load_sweep, read_rows, run_sweep
+from sdjscc_phy.sweep.models import plan_model
+
+
+@pytest.fixture
+def smoke(tmp_path) -> Path:
+    """A two-stage smoke recipe (MSE, then semantic with GSW) on 3 classes x 12 random 32x32 JPEGs, and a
+    sweep over tau whose points run the SD-JSCC flowgraph with the trained codec on the 6 held-out images."""
+    make_image_folder(tmp_path / "images", ("a", "b", "c"), 12, 32)
+    (tmp_path / "val.txt").write_text("a/0.jpg\nb/0.jpg\nc/0.jpg\na/1.jpg\nb/1.jpg\nc/1.jpg\n")
+    torch.manual_seed(0)
+    export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), tmp_path / "clf.pt", ["a", "b", "c"], {})
+    common = {"kind": "jscc", "epochs": 1, "batch_size": 10, "optimizer": {"name": "Adam", "lr": 1e-3},
+              "data": {"root": "images", "split_file": "val.txt"}, "model": {"bpp": 0.25, "width": 8},
+              "link": {"constellation": "qam16", "channel": "awgn", "snr_db": 5.0}}
+    recipe = {"seed": 0, "output_dir": "runs", "stages": [
+        {**common, "name": "mse", "export": "export/mse.pt", "loss": {"kind": "mse"}},
+        {**common, "name": "sem", "export": "export/sem.pt", "init_from": "export/mse.pt", "classifier": "clf.pt",
+         "loss": {"kind": "semantic", "layer": "block1",
+                  "gsw": {"mode": "true_class", "tau": 1.0, "r": 1.0, "per_batch": False, "images": 20}}},
+    ]}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(f"""\
+        output: out
+        models: models
+        set:
+          src.dataset: folder
+          src.root: images
+          src.split: val
+          src.split_file: val.txt
+          task.checkpoint: {tmp_path / 'clf.pt'}
+          options.batch_size: 6
+        methods:
+          sd:
+            flowgraph: {REPO / 'flowgraphs' / 'sdjscc_awgn.yaml'}
+            train:
+              recipe: recipe.yaml
+              stage: sem
+              set: {{stages.sem.loss.gsw.tau: $tau}}
+              checkpoint: [enc.checkpoint, dec.checkpoint]
+        grid:
+          product: {{tau: [1, 100], snr_db: [5]}}
+        """))
+    return tmp_path
+
+
+def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
+    sweep_path = str(smoke / "sweep.yaml")
+    assert main(["sweep", sweep_path, "--dry-run"]) == 0  # validated against untrained stand-ins
+    listing = capsys.readouterr().out
+    assert listing.count("(to train)") == 2 and not (smoke / "models").exists()
+
+    summary = run_sweep(load_sweep(sweep_path), progress=False)
+    assert (summary.ran, summary.trained) == (2, 3)  # stage mse once, stage sem per tau
+    assert len(list((smoke / "models").glob("mse-*/mse.pt"))) == 1
+    assert len(list((smoke / "models").glob("sem-*/sem.pt"))) == 2
+    rows = read_rows(str(smoke / "out" / "results.csv"))
+    assert [(r["tau"], r["snr_db"], r["items"]) for r in rows] == [(1, 5, 6), (100, 5, 6)]
+
+    # Another sweep (another output) with one of these taus reuses the cached model: nothing trains.
+    text = (smoke / "sweep.yaml").read_text().replace("tau: [1, 100]", "tau: [100]").replace("output: out", "output: out2")
+    (smoke / "sweep2.yaml").write_text(text)
+    again = run_sweep(load_sweep(str(smoke / "sweep2.yaml")), progress=False)
+    assert (again.ran, again.trained) == (1, 0)
+    assert read_rows(str(smoke / "out2" / "results.csv"))[0]["accuracy"] == rows[1]["accuracy"]
+
+    # Where the recipe's own stage-1 export exists and the overrides leave stage 1 alone, it is used as is.
+    (smoke / "export").mkdir()
+    shutil.copy(next((smoke / "models").glob("mse-*/mse.pt")), smoke / "export" / "mse.pt")
+    point = load_sweep(sweep_path).points[0]
+    plan = plan_model(point.train, str(smoke / "models"))
+    assert plan.stages[0].reused and plan.stages[0].export == str(smoke / "export" / "mse.pt")
+    assert not plan.stages[1].reused and plan.recipe["stages"][1]["init_from"] == plan.stages[0].export
+    # A stage-1 change (another rate) retrains both stages.
+    bpp = plan_model(point.train.__class__(point.train.recipe, "sem", ("stages.mse.model.bpp=0.5",
+                                                                      "stages.sem.model.bpp=0.5"), ()), "m")
+    assert not bpp.stages[0].reused and bpp.stages[0].key != plan.stages[0].key
+
+
+def test_recipe_and_model_problems_are_sweep_errors_before_training(smoke, capsys):
+    text = (smoke / "sweep.yaml").read_text()
+    (smoke / "bad.yaml").write_text(text.replace("stages.sem.loss.gsw.tau", "stages.sem.loss.gsw.tauu"))
+    assert main(["sweep", str(smoke / "bad.yaml")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {smoke / 'bad.yaml'}:11: method 'sd': ") and "tauu" in line
+    # A rate the flowgraph does not expect is found by validating against the stand-in codec.
+    (smoke / "rate.yaml").write_text(text.replace("{stages.sem.loss.gsw.tau: $tau}",
+                                                  "{stages.sem.loss.gsw.tau: $tau, stages.sem.model.bpp: 0.5}"))
+    assert main(["sweep", str(smoke / "rate.yaml")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "parameter 'bpp' is 0.25 but checkpoint" in line and "codes 0.5 bpp" in line
+    assert not (smoke / "models").exists() and not (smoke / "out" / "results.csv").exists()
