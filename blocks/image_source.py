@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from functools import cached_property
 
 import numpy as np
@@ -11,6 +13,17 @@ from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.data.datasets import ImageDataset, read_builtin, read_cifar10_batches, read_image_folder
+
+
+@functools.lru_cache(maxsize=4)
+def _read_dataset(dataset: str, root: str, split: str, split_file: str, resize: int | None,
+                  crop: int | None) -> ImageDataset:
+    """Listing a 50,000-image folder costs seconds; a sweep loads the same dataset for every point."""
+    if dataset == "builtin":
+        return read_builtin()
+    if dataset == "cifar10":
+        return read_cifar10_batches(root, "train" if split == "all" else split)
+    return read_image_folder(root, split, split_file or None, resize=resize, center_crop=crop)
 
 
 class ImageSource(Block):
@@ -49,14 +62,10 @@ class ImageSource(Block):
 
     @cached_property
     def data(self) -> ImageDataset:
-        """The decoded dataset (read once; validation and running share it)."""
+        """The decoded dataset (read once per process: validation, running and every sweep point share it)."""
         p = self.p
-        if p.dataset == "builtin":
-            data = read_builtin()
-        elif p.dataset == "cifar10":
-            data = read_cifar10_batches(p.root, "train" if p.split == "all" else p.split)
-        else:
-            data = read_image_folder(p.root, p.split, p.split_file or None, resize=p.resize, center_crop=p.crop)
+        root, split_file = (os.path.abspath(path) if path else "" for path in (p.root, p.split_file))
+        data = _read_dataset(p.dataset, root, p.split, split_file, p.resize, p.crop)
         if p.limit is not None and p.limit < len(data):
             data = data.subset(list(range(p.limit)))
         return data
