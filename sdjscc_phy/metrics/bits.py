@@ -62,7 +62,8 @@ class SymbolsPerImage(MeanOverItems):
     def update(self, num_symbols) -> None:
         num_symbols = as_tensor(num_symbols, "num_symbols")
         if num_symbols.ndim != 1 or not bool((num_symbols >= 0).all()):
-            raise DataError(f"`num_symbols` must be one count >= 0 per image, shape (N,); got {tuple(num_symbols.shape)}")
+            raise DataError(f"`num_symbols` must be one count >= 0 per image, shape (N,); "
+                            f"got {tuple(num_symbols.shape)}")
         self._moments.add(num_symbols)
 
     def compute(self) -> dict[str, float]:
