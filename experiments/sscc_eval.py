@@ -46,7 +46,7 @@ PIXELS = 32 * 32
 BITS_PER_SYMBOL = 4  # 16-QAM
 KEYS = ("accuracy", "accuracy_se", "f1_macro", "psnr_db", "ssim", "bpp", "source_payload_bpp",
         "source_file_bpp", "source_payload_bpp_fitting", "source_file_bpp_fitting", "source_fit_rate",
-        "ldpc_bler", "decode_failure_rate", "decode_nonfit_rate")
+        "ldpc_bler", "ldpc_item_failure_rate", "decode_failure_rate", "decode_nonfit_rate", "decode_rejected_rate")
 IEEE80211N = (1458, 1944)
 
 
@@ -104,6 +104,93 @@ def same_point(a: dict, b: dict) -> bool:
     return all(a[key] == b[key] for key in ("codec", "bpp_target", "code", "accounting", "snr_db"))
 
 
+CODEC_NAMES = {"jpeg": "JPEG", "webp": "WebP", "bpg": "BPG-class", "avif": "AVIF"}
+CODE_NAMES = {"nr5g": "5G NR per image", "ieee80211n": "802.11n packed"}
+
+
+def label(row: dict) -> str:
+    text = f"{CODEC_NAMES[row['codec']]} {row['bpp_target']:g} bpp, {CODE_NAMES[row['code']]} ({row['k']}, {row['n']})"
+    return text + (", equal source bpp" if row["accounting"] == "equal_source_bpp" else "")
+
+
+def configs(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows grouped by configuration (everything but the SNR), in a stable reading order, SNR-sorted."""
+    order = {"jpeg": 0, "webp": 1, "bpg": 2, "avif": 3}
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["accounting"] != "equal_channel_uses", row["code"] != "nr5g", row["bpp_target"],
+                           order[row["codec"]], row["codec"], row["code"], row["accounting"]), []).append(row)
+    return {key: sorted(groups[key], key=lambda r: r["snr_db"]) for key in sorted(groups)}
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Accuracy (± standard error over images) vs test SNR, one line per configuration."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"jpeg": "tab:blue", "webp": "tab:orange", "bpg": "tab:green", "avif": "tab:red"}
+    styles = {("nr5g", 0.25): "-o", ("nr5g", 0.5): "--s", ("ieee80211n", 0.25): ":^", ("ieee80211n", 0.5): "-.v"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for rows in configs(summary["rows"]).values():
+        first = rows[0]
+        style = styles[(first["code"], first["bpp_target"])]
+        ax.errorbar([r["snr_db"] for r in rows], [100 * r["accuracy"] for r in rows],
+                    yerr=[100 * r["accuracy_se"] for r in rows], fmt=style, color=colours[first["codec"]],
+                    alpha=0.5 if first["accounting"] == "equal_source_bpp" else 1.0, capsize=2, label=label(first))
+    ax.axhline(10, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("test SNR Es/N0 (dB)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"SSCC + 16-QAM over {summary['channel'].upper() if summary['channel'] == 'awgn' else 'block Rayleigh'}"
+                 f" (CIFAR-10 validation split)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def tables(summary: dict) -> str:
+    """Markdown tables of one channel's summary: accuracy ± SE per SNR; BLER / PSNR / SSIM per SNR;
+    source side (fit rate, achieved bpp)."""
+    groups = configs(summary["rows"])
+    snrs = sorted({r["snr_db"] for r in summary["rows"]})
+    head = "| configuration | items | " + " | ".join(f"{s:g} dB" for s in snrs) + " |\n"
+    rule = "|---|---|" + "---|" * len(snrs) + "\n"
+    out = ["Accuracy (%) ± standard error over images:\n\n" + head + rule]
+    for rows in groups.values():
+        by_snr = {r["snr_db"]: r for r in rows}
+        cells = [f"{100 * by_snr[s]['accuracy']:.2f} ± {100 * by_snr[s]['accuracy_se']:.2f}" if s in by_snr else "–"
+                 for s in snrs]
+        out.append(f"| {label(rows[0])} | {rows[0]['items']} | " + " | ".join(cells) + " |\n")
+    out.append("\nLDPC BLER (per codeword) / PSNR dB / SSIM:\n\n" + head + rule)
+    for rows in groups.values():
+        by_snr = {r["snr_db"]: r for r in rows}
+        cells = [f"{by_snr[s]['ldpc_bler']:.4f} / {by_snr[s]['psnr_db']:.2f} / {by_snr[s]['ssim']:.3f}"
+                 if s in by_snr else "–" for s in snrs]
+        out.append(f"| {label(rows[0])} | {rows[0]['items']} | " + " | ".join(cells) + " |\n")
+    out.append("\nSource side (channel-independent): fit rate, achieved bpp of the fitting images (payload-only, "
+               "full file) and payload bpp over all images (non-fitting ones send nothing):\n\n"
+               "| configuration | source bits / image | channel bits / image | fit rate | payload bpp (fitting) | "
+               "file bpp (fitting) | payload bpp (all) |\n|---|---|---|---|---|---|---|\n")
+    for rows in groups.values():
+        r = rows[0]
+        fitting = (f"{r['source_payload_bpp_fitting']:.3f} | {r['source_file_bpp_fitting']:.3f}"
+                   if r["source_fit_rate"] else "– | –")
+        out.append(f"| {label(r)} | {r['source_bits']} | {r['channel_bits_per_image']} | "
+                   f"{100 * r['source_fit_rate']:.1f} % | {fitting} | {r['source_payload_bpp']:.3f} |\n")
+    return "".join(out)
+
+
+def report(out: Path, channels) -> None:
+    for channel in channels:
+        path = out / f"summary_{channel}.json"
+        if path.exists():
+            summary = json.loads(path.read_text())
+            plot(summary, out / f"accuracy_vs_snr_{channel}.png")
+            print(f"\n## {channel}\n\n{tables(summary)}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", nargs="+", default=["jpeg", "webp", "bpg"])
@@ -117,7 +204,12 @@ def main(argv=None) -> None:
                         "fewer: a seeded random subset)")
     parser.add_argument("--cache", type=Path, default=None, help="pickle of source codings kept across runs")
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "sscc_eval")
+    parser.add_argument("--report", action="store_true", help="only redraw the plots and print the tables of "
+                        "the summaries in --out")
     args = parser.parse_args(argv)
+    if args.report:
+        report(args.out, args.channels)
+        return
     load_cache(args.cache)
     args.out.mkdir(parents=True, exist_ok=True)
     for codec in args.codecs:
@@ -147,6 +239,7 @@ def main(argv=None) -> None:
                                 "codec", "bpp_target", "code", "accounting", "snr_db", "items", "accuracy",
                                 "psnr_db", "ldpc_bler", "source_fit_rate")}), flush=True)
                         save_cache(args.cache)
+    report(args.out, args.channels)
 
 
 if __name__ == "__main__":
