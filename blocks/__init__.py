@@ -6,6 +6,7 @@ from sdjscc_phy.blocks.channels import AwgnChannel, RayleighChannel
 from sdjscc_phy.blocks.image_source import ImageSource
 from sdjscc_phy.blocks.mapping import SymbolDemapper, SymbolMapper
 from sdjscc_phy.blocks.metric_sink import MetricSink
+from sdjscc_phy.blocks.multitask import MultitaskDecoder, MultitaskEncoder
 from sdjscc_phy.blocks.neural import Classifier, JsccDecoder, JsccEncoder
 from sdjscc_phy.blocks.symbol_file_sink import SymbolFileSink
 from sdjscc_phy.blocks.sscc import ImageCodecDecoder, ImageCodecEncoder, LdpcDecoderBlock, LdpcEncoder
@@ -13,5 +14,5 @@ from sdjscc_phy.blocks.sscc import ImageCodecDecoder, ImageCodecEncoder, LdpcDec
 BUILTIN_BLOCKS = [
     ImageSource, BitSource, Binarizer, SymbolMapper, SymbolDemapper, AwgnChannel, RayleighChannel,
     JsccEncoder, JsccDecoder, Classifier, MetricSink, SymbolFileSink,
-    ImageCodecEncoder, LdpcEncoder, LdpcDecoderBlock, ImageCodecDecoder,
+    ImageCodecEncoder, LdpcEncoder, LdpcDecoderBlock, ImageCodecDecoder, MultitaskEncoder, MultitaskDecoder,
 ]

@@ -40,6 +40,8 @@ class ItemLog:
             columns["psnr_db"] = functional.per_image_psnr_db(batch["image"], batch["image_hat"])
             if self.with_ssim:
                 columns["ssim"] = functional.per_image_ssim(batch["image"], batch["image_hat"])
+        if "num_symbols" in batch:
+            columns["num_symbols"] = batch["num_symbols"]
         if "bits" in batch and "bits_hat" in batch:
             columns["ber"] = functional.per_item_ber(batch["bits"], batch["bits_hat"])
         if self.writer is None:
@@ -77,13 +79,15 @@ class MetricSink(Block):
         Port("bits_hat", "bits", ("N",), "received hard bits", optional=True),
         Port("llr", "float32", ("N",), "received LLRs, ln P(1)/P(0); hard decision llr > 0", optional=True),
         Port("num_bits", "int64", (), "bits transmitted per image (default: size of 'bits')", optional=True),
+        Port("num_symbols", "int64", (), "complex channel symbols sent per image (gated codecs)", optional=True),
     )
     params = (
         Param("metrics", "list", ["accuracy"],
-              doc="names: accuracy, f1_macro, psnr_db, psnr_db_of_mean_mse, ssim, mse, ber, bpp"),
+              doc="names: accuracy, f1_macro, psnr_db, psnr_db_of_mean_mse, ssim, mse, ber, bpp, "
+                  "symbols_per_image"),
         Param("prefix", "str", "", doc="prepended to every metric name (to tell two sinks apart)"),
         Param("items_csv", "path", "", doc="also write one CSV row per item (label, label_hat, correct, "
-                                          "psnr_db, ssim, ber where available), for paired comparisons"),
+                                          "psnr_db, ssim, num_symbols, ber where available), for paired comparisons"),
     )
 
     def check_params(self) -> list[str]:

@@ -23,6 +23,17 @@ from sdjscc_phy.models.jscc import DOWNSAMPLING, JsccCodec, load_codec
 _CODEC = Param("checkpoint", "str", "sdjscc_awgn", doc="shipped codec name (sdjscc_awgn, deepjscc_awgn) or a path")
 
 
+def image_size_of_code(num_bits: int, code_channels: int, height: int | None) -> tuple[int, int]:
+    """(H, W) of the image whose code has ``num_bits`` bits in ``code_channels`` channels of an
+    (H/4) x (W/4) grid; ``height`` None means a square image. PortError naming port 'p1' otherwise."""
+    cells = num_bits // code_channels
+    rows = height // DOWNSAMPLING if height else math.isqrt(cells)
+    if num_bits % code_channels or rows == 0 or cells % rows:
+        raise PortError(f"input port 'p1': {num_bits} bits are not {code_channels} code channels "
+                        f"of a {'square ' if not height else ''}grid")
+    return rows * DOWNSAMPLING, cells // rows * DOWNSAMPLING
+
+
 class _CodecBlock(Block):
     """Shared checkpoint handling of the encoder and decoder blocks."""
 
@@ -79,12 +90,7 @@ class JsccDecoder(_CodecBlock):
     )
 
     def _image_size(self, num_bits: int) -> tuple[int, int]:
-        cells = num_bits // self.code_channels
-        rows = self.p.height // DOWNSAMPLING if self.p.height else math.isqrt(cells)
-        if num_bits % self.code_channels or rows == 0 or cells % rows:
-            raise PortError(f"input port 'p1': {num_bits} bits are not {self.code_channels} code channels "
-                            f"of a {'square ' if not self.p.height else ''}grid")
-        return rows * DOWNSAMPLING, cells // rows * DOWNSAMPLING
+        return image_size_of_code(num_bits, self.code_channels, self.p.height)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         (num_bits,) = input_shapes["p1"]

@@ -1,4 +1,5 @@
-"""Bit-level metrics: bit error rate of hard bits, and the rate in bits per source pixel."""
+"""Bit-level metrics: bit error rate of hard bits, and the rate in bits per source pixel and in channel
+symbols per image."""
 
 from __future__ import annotations
 
@@ -42,6 +43,28 @@ class Bpp(MeanOverItems):
             raise DataError(f"`image` must have shape (N, C, H, W); got {tuple(image.shape)}")
         n, _, height, width = image.shape
         self._moments.add(bits_per_pixel(num_bits, height, width, n))
+
+    def compute(self) -> dict[str, float]:
+        self._require_data(self._moments.count)
+        return {self.name: self._moments.mean}
+
+
+@register_metric("symbols_per_image")
+class SymbolsPerImage(MeanOverItems):
+    """Mean complex channel symbols actually sent per image (``symbols_per_image``), e.g. by a gated codec
+    that prunes code channels. ``num_symbols`` holds one count per image ``(N,)``. A rate: no standard error.
+    """
+
+    higher_is_better = None
+    reports_standard_error = False
+    inputs = ("num_symbols",)
+
+    def update(self, num_symbols) -> None:
+        num_symbols = as_tensor(num_symbols, "num_symbols")
+        if num_symbols.ndim != 1 or not bool((num_symbols >= 0).all()):
+            raise DataError(f"`num_symbols` must be one count >= 0 per image, shape (N,); "
+                            f"got {tuple(num_symbols.shape)}")
+        self._moments.add(num_symbols)
 
     def compute(self) -> dict[str, float]:
         self._require_data(self._moments.count)

@@ -46,10 +46,11 @@ class LinkConfig:
 
 
 def transmit_soft_bits(e: torch.Tensor, link: LinkConfig, generator: torch.Generator | None = None,
-                       snr_db: float | None = None) -> torch.Tensor:
+                       snr_db: float | torch.Tensor | None = None) -> torch.Tensor:
     """P(b = 1) at the receiver for encoder outputs ``e`` ``[B, N]`` (N a multiple of bits per symbol).
 
-    ``snr_db`` overrides ``link.snr_db`` (e.g. to test at another SNR than the training one).
+    ``snr_db`` overrides ``link.snr_db`` (e.g. to test at another SNR than the training one); a tensor
+    ``[B, 1]`` gives one SNR per example.
     """
     k = link.num_bits_per_symbol
     no = 10.0 ** (-(link.snr_db if snr_db is None else snr_db) / 10.0)

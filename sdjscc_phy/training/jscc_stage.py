@@ -2,8 +2,12 @@
 
 ``loss.kind: mse`` is deep JSCC (paper eq. 5; also SD-JSCC's first stage, Sec. IV-B); ``loss.kind:
 semantic`` is SD-JSCC's fine-tuning with the GSW-weighted feature loss of a frozen classifier (eq. 13,
-Algorithm 1), optionally plus ``mse_weight`` x MSE. The path is encoder -> binarizer (straight-through)
--> mapper -> channel at ``link.snr_db`` -> soft demapper -> decoder (-> classifier features).
+Algorithm 1), optionally plus ``mse_weight`` x MSE; ``loss.kind: contrastive`` is CL-JSCC (Tang et al.,
+arXiv 2304.09438): NT-Xent between the frozen classifier's representation of the received reconstruction
+and of its original (channel noise as the augmentation, the batch's other images as negatives), plus
+``mse_weight`` x MSE (stage 1: 0; stage 2: the recognition/reconstruction trade-off). The path is encoder
+-> binarizer (straight-through) -> mapper -> channel at ``link.snr_db`` -> soft demapper -> decoder
+(-> classifier features).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from sdjscc_phy.models.jscc import (
 from sdjscc_phy.phy.link import LinkConfig, transmit_soft_bits
 from sdjscc_phy.training import gsw
 from sdjscc_phy.training.data import DATA_DEFAULTS, load_train_val
+from sdjscc_phy.training.losses import nt_xent
 from sdjscc_phy.training.stages import Stage, register_stage
 
-LOSS_KINDS = ("mse", "semantic")
+LOSS_KINDS = ("mse", "semantic", "contrastive")
 
 
 @register_stage("jscc")
@@ -35,8 +40,9 @@ class JsccStage(Stage):
     per pixel, or ``bandwidth_ratio`` k/n = complex symbols / (3·H·W), ``width``, ``num_res_blocks``), ``link`` (``constellation``, ``channel``, ``snr_db`` = the
     training SNR, Es/N0 in dB, ``coherence``, ``csi``, ``demap_method``), ``init_from`` (a codec
     checkpoint to start from: stage 1's export), ``classifier`` (frozen task network: needed by the
-    semantic loss, and reported as ``val_acc`` when given), ``loss`` (``kind``, ``layer``, ``mse_weight``,
-    ``gsw``: ``mode``, ``tau``, ``r``, ``per_batch``, ``images``), ``augment.flip``.
+    semantic and contrastive losses, and reported as ``val_acc`` when given), ``loss`` (``kind``, ``layer``,
+    ``mse_weight``, ``temperature`` (contrastive), ``gsw``: ``mode``, ``tau``, ``r``, ``per_batch``,
+    ``images``), ``augment.flip``.
     """
 
     DEFAULTS = {
@@ -46,7 +52,7 @@ class JsccStage(Stage):
                  "demap_method": "app"},
         "init_from": None,
         "classifier": None,
-        "loss": {"kind": "mse", "layer": "block2", "mse_weight": 0.0,
+        "loss": {"kind": "mse", "layer": "block2", "mse_weight": 0.0, "temperature": 0.1,
                  "gsw": {"mode": "true_class", "tau": 1.0, "r": 1.0, "per_batch": False, "images": 5000}},
         "augment": {"flip": True},
         "eval_batch_size": 500,
@@ -63,8 +69,10 @@ class JsccStage(Stage):
         loss = cfg["loss"]
         if loss["kind"] not in LOSS_KINDS:
             raise RecipeError(f"{where}: loss.kind must be one of {LOSS_KINDS}; got '{loss['kind']}'")
-        if loss["kind"] == "semantic" and not cfg["classifier"]:
-            raise RecipeError(f"{where}: loss.kind 'semantic' needs 'classifier' (a classifier checkpoint)")
+        if loss["kind"] in ("semantic", "contrastive") and not cfg["classifier"]:
+            raise RecipeError(f"{where}: loss.kind '{loss['kind']}' needs 'classifier' (a classifier checkpoint)")
+        if not float(loss["temperature"]) > 0:
+            raise RecipeError(f"{where}: loss.temperature must be > 0; got {loss['temperature']!r}")
         if loss["gsw"]["mode"] is False:  # YAML reads an unquoted `off` as false
             loss["gsw"]["mode"] = "off"
         if loss["gsw"]["mode"] not in gsw.GSW_MODES:
@@ -134,6 +142,12 @@ class JsccStage(Stage):
         if loss_cfg["kind"] == "mse":
             return mse
         layer = loss_cfg["layer"]
+        if loss_cfg["kind"] == "contrastive":
+            # the representation: the layer's feature maps, max-pooled over positions as the classifier pools
+            with torch.no_grad():
+                positives = self.classifier.features(images, layer).amax(dim=(2, 3))
+            anchors = self.classifier.features(x_hat, layer).amax(dim=(2, 3))
+            return nt_xent(anchors.float(), positives.float(), loss_cfg["temperature"]) + loss_cfg["mse_weight"] * mse
         with torch.no_grad():
             features = self.classifier.features(images, layer)
         features_hat = self.classifier.features(x_hat, layer)

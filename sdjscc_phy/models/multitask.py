@@ -1,0 +1,176 @@
+"""Multi-task JSCC (Lyu, Zhu, Xu, Ai, Cui, arXiv 2304.02317): image recovery and classification from one
+transmitted code, with an optional SNR-driven gate that prunes code channels.
+
+Only the paper's abstract was at hand; the design choices made here (also in README, "Multi-task JSCC"):
+
+- **Codec.** The SD-JSCC/deep-JSCC encoder and decoder (:mod:`sdjscc_phy.models.jscc`, width 64) and the
+  same link: binarized code (eq. 14 of SD-JSCC, straight-through), Gray 16-QAM, AWGN/Rayleigh, soft
+  demapper. At 0.25 bpp the code is 4 channels x 8 x 8 bits = 64 16-QAM symbols per 32x32 image
+  (k/n = 1/48). The encoder/decoder may start from the shipped deep-JSCC codec (``init_from``).
+- **Feature head.** Classification runs on the received soft bits, not on the reconstruction: a small
+  CNN (two 3x3 convs, two stride-2 convs, 2x2 average pool, linear) maps 2·P(b=1) − 1 of the code grid
+  to ``feature_dim`` features, normalised to the unit sphere (as MCR² features are in Yu et al. 2020).
+- **Loss.** MSE + λ·(−ΔR) with ΔR the MCR² coding rate reduction of the batch's features
+  (:func:`sdjscc_phy.training.losses.mcr2`, quantisation precision ε), plus the gate's rate penalty.
+- **Classifier in feature space.** Nearest class subspace (Yu et al. 2020, Sec. 4): per class, the top
+  ``subspace_dim`` principal directions (uncentred, via SVD) of training features received at SNRs drawn
+  from the training range; class scores (``logits``) are −‖z − U_j U_jᵀ z‖², the negative squared residual,
+  so argmax is the nearest subspace. The bases (and class means) are buffers of the exported checkpoint.
+- **Gate.** An MLP (1 → ``gate_hidden`` → code channels) of the SNR in dB (divided by 10) gives one logit
+  per code channel; the mask is hard (logit > 0) with a straight-through sigmoid gradient. The gate sees
+  the SNR only, not the code (so the transmitter needs the SNR: it is assumed known at the transmitter,
+  e.g. fed back). A masked channel is not transmitted: its 64 bits = 16 symbols are erased at the
+  receiver (P(b=1) = 0.5, i.e. 0 at the decoder's input); sent symbols keep Es = 1 (no power boost).
+  Pruning is per code channel, so a 4-channel code sends 16, 32, 48 or 64 symbols per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdjscc_phy.models.checkpoints import load_export
+from sdjscc_phy.models.jscc import DOWNSAMPLING, JsccConfig, JsccDecoder, JsccEncoder
+
+EXPORT_FORMAT = "jsccflow-multitask"
+EXPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MultitaskConfig:
+    """Sizes of a multi-task codec: the JSCC codec's, the feature head's and the gate's."""
+
+    code_channels: int = 4
+    width: int = 64
+    num_res_blocks: int = 1
+    feature_dim: int = 32
+    head_width: int = 64
+    num_classes: int = 10
+    subspace_dim: int = 4
+    gated: bool = False
+    gate_hidden: int = 16
+
+    @property
+    def codec(self) -> JsccConfig:
+        return JsccConfig(self.code_channels, self.width, self.num_res_blocks)
+
+
+class FeatureHead(nn.Module):
+    """Received soft bits ``[B, C, h, w]`` (P(b=1)) -> unit-norm features ``[B, feature_dim]``."""
+
+    def __init__(self, config: MultitaskConfig):
+        super().__init__()
+        c, w = config.code_channels, config.head_width
+        self.net = nn.Sequential(
+            nn.Conv2d(c, w, 3, padding=1), nn.PReLU(w),
+            nn.Conv2d(w, w, 3, stride=2, padding=1), nn.PReLU(w),
+            nn.Conv2d(w, w, 3, stride=2, padding=1), nn.PReLU(w),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * w, config.feature_dim),
+        )
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(grid * 2.0 - 1.0), dim=1)
+
+
+class SnrGate(nn.Module):
+    """SNR (dB) ``[B]`` -> hard 0/1 mask over code channels ``[B, C]`` with a straight-through gradient."""
+
+    def __init__(self, config: MultitaskConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, config.gate_hidden), nn.ReLU(), nn.Linear(config.gate_hidden,
+                                                                                       config.code_channels))
+        with torch.no_grad():  # start with every channel open (sigmoid(1) = 0.73 > 0.5)
+            self.net[-1].bias.fill_(1.0)
+
+    def forward(self, snr_db: torch.Tensor) -> torch.Tensor:
+        soft = torch.sigmoid(self.net(snr_db.float().reshape(-1, 1) / 10.0))
+        hard = (soft > 0.5).to(soft.dtype)
+        return soft + (hard - soft).detach()
+
+
+class MultitaskJscc(nn.Module):
+    """Encoder, decoder, feature head, optional gate and the class subspaces of one multi-task codec."""
+
+    def __init__(self, config: MultitaskConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = JsccEncoder(config.codec)
+        self.decoder = JsccDecoder(config.codec)
+        self.head = FeatureHead(config)
+        self.gate = SnrGate(config) if config.gated else None
+        k, d = config.num_classes, config.feature_dim
+        self.register_buffer("class_bases", torch.zeros(k, d, config.subspace_dim))
+        self.register_buffer("class_means", torch.zeros(k, d))
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    # --- transmitter ---------------------------------------------------------------------------
+    def channel_mask(self, snr_db: torch.Tensor | float, batch_size: int, gate: bool = True) -> torch.Tensor:
+        """0/1 mask ``[B, C]`` of the code channels sent at ``snr_db`` (all ones when ungated or ``gate`` off)."""
+        if self.gate is None or not gate:
+            return torch.ones(batch_size, self.config.code_channels, device=self.class_means.device)
+        snr = torch.as_tensor(snr_db, dtype=torch.float32, device=self.class_means.device)
+        return self.gate(snr.expand(batch_size) if snr.ndim == 0 else snr)
+
+    @staticmethod
+    def bit_mask(channel_mask: torch.Tensor, num_bits: int) -> torch.Tensor:
+        """Per-bit mask ``[B, N]`` of a channel mask ``[B, C]`` (the code is channel-major: C x h x w)."""
+        return channel_mask.repeat_interleave(num_bits // channel_mask.shape[1], dim=1)
+
+    # --- receiver ------------------------------------------------------------------------------
+    @staticmethod
+    def erase(p1: torch.Tensor, bit_mask: torch.Tensor | None) -> torch.Tensor:
+        """P(b=1) with unsent bits erased to 0.5 (gradient reaches the gate through ``bit_mask``)."""
+        return p1 if bit_mask is None else 0.5 + bit_mask * (p1 - 0.5)
+
+    def grid(self, p1: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        return p1.reshape(-1, self.config.code_channels, height // DOWNSAMPLING, width // DOWNSAMPLING)
+
+    def features(self, p1: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Unit-norm features z ``[B, feature_dim]`` of received (erased) soft bits ``[B, N]``."""
+        return self.head(self.grid(p1, height, width))
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Class scores −‖z − U_j U_jᵀ z‖² (nearest class subspace) ``[B, num_classes]``."""
+        projected = torch.einsum("bd,kdr->bkr", z, self.class_bases)
+        residual = z.square().sum(1, keepdim=True) - projected.square().sum(-1)
+        return -residual
+
+    @torch.no_grad()
+    def fit_class_statistics(self, z: torch.Tensor, labels: torch.Tensor) -> None:
+        """Class means and subspaces (top ``subspace_dim`` right singular vectors) of features ``z`` ``[n, d]``."""
+        r = self.config.subspace_dim
+        for j in range(self.config.num_classes):
+            members = z[labels == j].float()
+            if members.shape[0] == 0:
+                continue
+            self.class_means[j] = members.mean(0)
+            _, _, vh = torch.linalg.svd(members, full_matrices=False)
+            basis = vh[:r].T
+            self.class_bases[j].zero_()
+            self.class_bases[j, :, : basis.shape[1]] = basis
+
+
+def export_multitask(model: MultitaskJscc, path: str | Path, link: dict, metadata: dict) -> None:
+    """Write the inference checkpoint: fp16 weights (fp32 class statistics), config, link, ``metadata``."""
+    from sdjscc_phy.training.checkpoint import atomic_torch_save  # training imports this module
+
+    keep = ("class_bases", "class_means")
+    state = {k: v.half() if v.is_floating_point() and k not in keep else v for k, v in model.state_dict().items()}
+    payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": model.config_dict(),
+               "link": dict(link), "state_dict": state, **metadata}
+    atomic_torch_save(payload, path)
+
+
+def load_multitask(name_or_path: str, map_location: str | torch.device = "cpu") -> MultitaskJscc:
+    """Load an exported multi-task codec (shipped name or path) in eval mode; ``.link`` / ``.metadata`` attached."""
+    model, info = load_export(name_or_path, EXPORT_FORMAT, "multi-task codec",
+                              lambda payload: MultitaskJscc(MultitaskConfig(**payload["config"])), map_location)
+    model.link = dict(info.get("link", {}))
+    model.metadata = info
+    return model

@@ -1,0 +1,201 @@
+"""Multi-task JSCC (MCR², nearest class subspace, SNR gate) and CL-JSCC (NT-Xent): losses on known cases,
+gate masks -> symbols sent, the shipped recipes trained on a few images through `jsccflow train`, and the
+shipped flowgraphs run with tiny checkpoints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_image_folder
+from sdjscc_phy.cli.main import main
+from sdjscc_phy.core.flowgraph import load_flowgraph
+from sdjscc_phy.core.scheduler import run_flowgraph
+from sdjscc_phy.models.classifier import CifarClassifier, export_classifier
+from sdjscc_phy.models.jscc import load_codec
+from sdjscc_phy.models.multitask import MultitaskConfig, MultitaskJscc, export_multitask, load_multitask
+from sdjscc_phy.training.losses import coding_rate, mcr2, nt_xent
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- losses -------------------------------------------------------------------------------------
+def test_mcr2_of_two_orthogonal_unit_features_is_closed_form():
+    # R(Z) = ½ logdet(I + 2/(2·1) I) = ln 2; each class alone: ½ logdet(I + 2/(1·1) e eᵀ) = ½ ln 3
+    z, labels = torch.eye(2), torch.tensor([0, 1])
+    out = mcr2(z, labels, eps=1.0)
+    assert float(out["r"]) == pytest.approx(math.log(2))
+    assert float(out["r_c"]) == pytest.approx(0.5 * math.log(3))
+    assert float(out["delta_r"]) == pytest.approx(math.log(2) - 0.5 * math.log(3))
+
+
+def test_coding_rate_matches_an_eigenvalue_reference_and_rewards_separated_classes():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(12, 5))
+    eigenvalues = np.linalg.eigvalsh(np.eye(5) + 5 / (12 * 0.5**2) * z.T @ z)
+    assert float(coding_rate(torch.tensor(z), eps=0.5)) == pytest.approx(0.5 * np.log(eigenvalues).sum(), rel=1e-5)
+    labels = torch.tensor([0] * 6 + [1] * 6)
+    separated = torch.zeros(12, 4)
+    separated[:6, :2], separated[6:, 2:] = torch.randn(6, 2), torch.randn(6, 2)
+    mixed = separated[torch.tensor([0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11])]  # same features, labels scrambled
+    assert mcr2(separated, labels, 0.5)["delta_r"] > mcr2(mixed, labels, 0.5)["delta_r"]
+
+
+def test_nt_xent_of_orthogonal_pairs_is_closed_form_and_matches_a_loop():
+    # views e1, e2, e1, e2 at τ = 1: each view's positive has similarity 1, its two negatives 0
+    views = torch.eye(2)
+    assert float(nt_xent(views, views.clone(), 1.0)) == pytest.approx(math.log((math.e + 2) / math.e))
+    torch.manual_seed(0)
+    a, p, tau = torch.randn(5, 7), torch.randn(5, 7), 0.3
+    v = torch.nn.functional.normalize(torch.cat([a, p]), dim=1)
+    losses = []
+    for i in range(10):
+        j = (i + 5) % 10
+        den = sum(math.exp(float(v[i] @ v[k]) / tau) for k in range(10) if k != i)
+        losses.append(-math.log(math.exp(float(v[i] @ v[j]) / tau) / den))
+    assert float(nt_xent(a, p, tau)) == pytest.approx(sum(losses) / 10, rel=1e-5)
+
+
+# --- model ------------------------------------------------------------------------------------
+def stepped_gate(model: MultitaskJscc) -> MultitaskJscc:
+    """Gate logits 1 - a_c·relu(snr/10), a = (0, 0.5, 1, 2): 4 channels at 0 dB, 3 at 5, 2 at 10, 1 at 20."""
+    with torch.no_grad():
+        for p in model.gate.parameters():
+            p.zero_()
+        model.gate.net[0].weight[0, 0] = 1.0
+        model.gate.net[2].weight[:, 0] = torch.tensor([0.0, 0.5, 1.0, 2.0]).neg()
+        model.gate.net[2].bias.fill_(1.0)
+    return model
+
+
+def tiny_model(gated: bool, num_classes: int = 10) -> MultitaskJscc:
+    torch.manual_seed(0)
+    model = MultitaskJscc(MultitaskConfig(code_channels=4, width=8, feature_dim=8, head_width=8,
+                                          num_classes=num_classes, subspace_dim=2, gated=gated))
+    return stepped_gate(model) if gated else model
+
+
+@pytest.mark.parametrize(("snr_db", "channels"), [(0.0, 4), (5.0, 3), (10.0, 2), (20.0, 1)])
+def test_gate_mask_sets_the_channels_sent(snr_db, channels):
+    mask = tiny_model(gated=True).channel_mask(snr_db, 3)
+    assert mask.shape == (3, 4) and mask.sum(1).tolist() == [channels] * 3
+    bits = MultitaskJscc.bit_mask(mask, 256)
+    assert bits.shape == (3, 256) and bits[0].sum() == 64 * channels and bits[0, :64].all()  # channel-major
+
+
+def test_erased_bits_read_as_p1_one_half_and_gradients_reach_the_gate():
+    model = tiny_model(gated=True)
+    snr = torch.tensor([20.0, 0.0])
+    mask = model.bit_mask(model.channel_mask(snr, 2), 256)
+    p1 = torch.rand(2, 256)
+    received = model.erase(p1, mask)
+    assert torch.all(received[0, 64:] == 0.5)
+    torch.testing.assert_close(received[0, :64], p1[0, :64])
+    torch.testing.assert_close(received[1], p1[1])
+    model.decoder(received, 32, 32).sum().backward()
+    assert model.gate.net[2].bias.grad.abs().sum() > 0
+
+
+def test_nearest_class_subspace_classifies_features_in_their_class_subspace():
+    model = MultitaskJscc(MultitaskConfig(feature_dim=4, num_classes=2, subspace_dim=2))
+    torch.manual_seed(0)
+    z = torch.zeros(20, 4)
+    z[:10, :2], z[10:, 2:] = torch.randn(10, 2), torch.randn(10, 2)
+    labels = torch.tensor([0] * 10 + [1] * 10)
+    model.fit_class_statistics(z, labels)
+    logits = model.logits(z)
+    assert torch.equal(logits.argmax(1), labels)
+    torch.testing.assert_close(logits[torch.arange(20), labels], torch.zeros(20), atol=1e-5, rtol=0)
+
+
+# --- recipes through `jsccflow train` ------------------------------------------------------------
+@pytest.fixture
+def tiny_data(tmp_path) -> dict[str, str]:
+    make_image_folder(tmp_path / "images", ("a", "b", "c"), 8, 32)
+    (tmp_path / "val.txt").write_text("a/0.jpg\nb/0.jpg\nc/0.jpg\n")
+    torch.manual_seed(0)
+    export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), tmp_path / "clf.pt", ["a", "b", "c"], {})
+    return {"root": str(tmp_path / "images"), "split": str(tmp_path / "val.txt"), "clf": str(tmp_path / "clf.pt"),
+            "dir": str(tmp_path)}
+
+
+def stage_overrides(stage: str, data: dict, **extra) -> list[str]:
+    items = {"data.root": data["root"], "data.split_file": data["split"], "batch_size": 8, "epochs": 1,
+             "model.width": 8, "checkpoint_every_steps": 0, **extra}
+    return [f"--set=stages.{stage}.{k}={v}" for k, v in items.items()]
+
+
+def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data):
+    d = tiny_data
+    small = {"init_from": "null", "model.feature_dim": 6, "model.head_width": 8, "stats_images": 21,
+             "eval_snr_db": "[0, 20]"}
+    argv = ["train", str(REPO / "recipes" / "multitask_cifar10.yaml"), "--no-progress",
+            f"--set=output_dir={d['dir']}/runs"]
+    for stage in ("multitask", "multitask_gated"):
+        argv += stage_overrides(stage, d, export=f"{d['dir']}/{stage}.pt", **small)
+    assert main(argv) == 0
+    gated = load_multitask(f"{d['dir']}/multitask_gated.pt")
+    assert gated.gate is not None and load_multitask(f"{d['dir']}/multitask.pt").gate is None
+    assert gated.config.num_classes == 3 and gated.link["snr_range_db"] == [0.0, 20.0]
+    assert {"val_acc_0db", "val_psnr_db_20db", "val_symbols_20db"} <= set(gated.metadata["metrics"])
+    assert gated.class_bases.abs().sum() > 0  # class subspaces fitted before the export
+
+
+def test_cl_recipe_trains_both_stages_on_a_few_images(tiny_data):
+    d = tiny_data
+    argv = ["train", str(REPO / "recipes" / "cl_cifar10.yaml"), "--no-progress", f"--set=output_dir={d['dir']}/runs"]
+    argv += stage_overrides("cl_pretrain", d, init_from="null", classifier=d["clf"], export=f"{d['dir']}/pre.pt")
+    argv += stage_overrides("cl", d, init_from=f"{d['dir']}/pre.pt", classifier=d["clf"], export=f"{d['dir']}/cl.pt")
+    assert main(argv) == 0
+    codec = load_codec(f"{d['dir']}/cl.pt")
+    assert codec.metadata["recipe"]["loss"] == {**codec.metadata["recipe"]["loss"], "kind": "contrastive",
+                                                 "mse_weight": 100.0}
+    assert 0.0 <= codec.metadata["metrics"]["val_acc"] <= 1.0
+
+
+# --- flowgraphs ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def multitask_checkpoints(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("mt")
+    paths = {}
+    for name, gated in (("ungated", False), ("gated", True)):
+        model = tiny_model(gated)
+        model.fit_class_statistics(torch.randn(100, 8), torch.arange(100) % 10)
+        paths[name] = str(root / f"{name}.pt")
+        export_multitask(model, paths[name], {"constellation": "qam16"}, {})
+    return paths
+
+
+def run_multitask(checkpoint: str, *extra: str) -> dict[str, float]:
+    overrides = [f"codec={checkpoint}", "options.max_items=30", "options.batch_size=16", *extra]
+    return run_flowgraph(load_flowgraph(str(REPO / "flowgraphs" / "multitask_awgn.yaml"), overrides)).metrics
+
+
+@pytest.mark.parametrize(("snr_db", "symbols"), [(0.0, 64), (10.0, 32), (20.0, 16)])
+def test_gated_multitask_flowgraph_reports_the_symbols_it_sends(multitask_checkpoints, snr_db, symbols):
+    metrics = run_multitask(multitask_checkpoints["gated"], f"snr_db={snr_db}")
+    assert metrics["symbols_per_image"] == symbols and metrics["bpp"] == symbols * 4 / 1024
+    assert {"accuracy", "f1_macro", "psnr_db", "ssim"} <= set(metrics)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0 < metrics["psnr_db"] < 100
+
+
+def test_gate_off_and_ungated_codecs_send_every_symbol(multitask_checkpoints):
+    assert run_multitask(multitask_checkpoints["gated"], "snr_db=20", "enc.gate=false")["symbols_per_image"] == 64
+    metrics = run_multitask(multitask_checkpoints["ungated"], "snr_db=20", "options.path=torch")
+    assert metrics["symbols_per_image"] == 64 and metrics["bpp"] == 0.25
+
+
+def test_cl_flowgraph_runs_with_given_checkpoints(tmp_path):
+    from sdjscc_phy.models.jscc import JsccCodec, JsccConfig, export_codec
+
+    torch.manual_seed(0)
+    export_codec(JsccCodec(JsccConfig(code_channels=4, width=16)), tmp_path / "codec.pt", {"snr_db": 5.0}, {})
+    export_classifier(CifarClassifier(widths=(8, 8, 8)), tmp_path / "clf.pt", [f"c{i}" for i in range(10)], {})
+    overrides = [f"enc.checkpoint={tmp_path / 'codec.pt'}", f"dec.checkpoint={tmp_path / 'codec.pt'}",
+                 f"task.checkpoint={tmp_path / 'clf.pt'}", "options.max_items=20", "options.batch_size=10"]
+    metrics = run_flowgraph(load_flowgraph(str(REPO / "flowgraphs" / "cl_awgn.yaml"), overrides)).metrics
+    assert metrics["bpp"] == 0.25 and {"accuracy", "f1_macro", "psnr_db", "ssim"} <= set(metrics)
