@@ -1,15 +1,22 @@
 """Separate source-channel coding (SSCC) baseline: image codec (JPEG / WebP / BPG) + LDPC code.
 
 Chain: ``image_codec_encoder`` -> ``ldpc_encoder`` -> mapper -> channel -> demapper -> ``ldpc_decoder``
--> ``image_codec_decoder``. Host path only (numpy / Numba / Pillow); one LDPC codeword per image.
+-> ``image_codec_decoder``. Host path only (numpy / Numba / Pillow).
+
+Codewords. ``packing: none`` (default): one LDPC codeword per image, k = the image's payload budget.
+``packing: batch``: the payloads of a batch's images are concatenated in order and cut into codewords
+of k bits, each image carrying its share, payload x n/k, of the channel bits; a codeword that fails its
+parity check rejects every image with bits in it. A batch must fill whole codewords (checked before
+the run starts).
 
 Rate accounting. The codec's payload budget is ``source_bits`` per image (zero-padded to exactly
-``source_bits``), which is the LDPC code's k; the channel carries n bits per image. The shipped
-flowgraphs use the 5G NR (k=192, n=256) code, so an image costs 256 channel bits (0.25 bpp on 32x32,
-64 16-QAM symbols: the JSCC flowgraphs' channel uses) and the codec gets 192 bits ("equal channel
-uses", the deep-JSCC literature's fair comparison). The paper's "equal source bpp" accounting is
-``source_bits`` = channel bits (e.g. 256) with an LDPC code of k = 256, which then needs n > 256
-channel bits (more channel uses than the JSCC system).
+``source_bits``); the channel carries ``source_bits`` x n/k bits per image. "Equal channel uses" (the
+deep-JSCC literature's fair comparison, the shipped flowgraphs' default): an image costs the JSCC
+flowgraphs' 256 channel bits (0.25 bpp on 32x32, 64 16-QAM symbols) and the codec gets 3/4 of them,
+192 bits: per image with the 5G NR (k=192, n=256) code (``sscc_*_ldpc_*.yaml``), or packed into the
+paper's IEEE 802.11n (k=1458, n=1944) codewords, 243 images = 32 codewords (``sscc_*_ldpc80211n_*.yaml``).
+The paper's "equal source bpp": ``source_bits`` = 256 and a rate-3/4 code with n = 344 > 256 channel
+bits, i.e. 4/3 more channel uses than the JSCC system (``sscc_bpg_ldpc_awgn_equal_bpp.yaml``).
 
 Side information, assumed delivered error-free and NOT counted in bpp (about 8 + 7 + 1 bits per
 image): the payload length ``num_bits``, the codec ``quality`` and the ``fits`` flag. They travel on
@@ -25,6 +32,7 @@ LLRs into ``ldpc_decoder`` are ln(P(b=1)/P(b=0)) (Sionna's sign), as the demappe
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -40,6 +48,7 @@ from sdjscc_phy.phy.ldpc_codes import ALGORITHMS, SCHEDULES, Ieee80211nLdpcCode,
 #: ``gray``: constant 0.5; ``cifar_mean``: the CIFAR-10 training-set per-channel mean (R, G, B).
 FALLBACKS = {"gray": (0.5, 0.5, 0.5), "cifar_mean": (0.4914, 0.4822, 0.4465)}
 LDPC_CODES = ("nr5g", "ieee80211n")
+PACKINGS = ("none", "batch")
 
 _CODEC = Param("codec", "str", "jpeg", choices=CODECS, doc="image codec (bpg = HEVC intra via HEIF)")
 _PREFIX = Param("prefix", "str", "", doc="prepended to every result name (to tell two chains apart)")
@@ -75,7 +84,7 @@ class ImageCodecEncoder(Block):
         return {"bits": (self.p.source_bits,), "num_bits": (), "quality": (), "fits": ()}
 
     def setup(self, ctx) -> None:
-        self._items = self._fits = self._payload_bits = self._pixels = 0
+        self._items = self._fits = self._payload_bits = self._file_bits = self._pixels = 0
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         images = inputs["image"].detach().cpu()
@@ -90,6 +99,7 @@ class ImageCodecEncoder(Block):
                 payload = np.unpackbits(np.frombuffer(result.payload, np.uint8))
                 bits[i, :payload.size] = payload
                 num_bits[i], fits[i] = payload.size, 1
+                self._file_bits += result.file_bits
         self._items += batch
         self._fits += int(fits.sum())
         self._payload_bits += int(num_bits.sum())
@@ -101,9 +111,14 @@ class ImageCodecEncoder(Block):
     def results(self) -> dict[str, float]:
         if not getattr(self, "_items", 0):
             return {}
-        pre = self.p.prefix
+        # Over all images (a non-fitting image sends 0 bits) and over the fitting images only.
+        pre, pixels_per_image = self.p.prefix, self._pixels / self._items
+        fitting_pixels = max(self._fits, 1) * pixels_per_image
         return {pre + "source_fit_rate": self._fits / self._items,
-                pre + "source_payload_bpp": self._payload_bits / self._pixels}
+                pre + "source_payload_bpp": self._payload_bits / self._pixels,
+                pre + "source_file_bpp": self._file_bits / self._pixels,
+                pre + "source_payload_bpp_fitting": self._payload_bits / fitting_pixels,
+                pre + "source_file_bpp_fitting": self._file_bits / fitting_pixels}
 
 
 @functools.lru_cache(maxsize=16)
@@ -124,10 +139,23 @@ _LDPC_PARAMS = (
     Param("n", "int", 256, low=12, unit="bits", doc="transmitted bits per codeword"),
     Param("num_bits_per_symbol", "int", None, low=1, nullable=True,
           doc="nr5g only: apply the 38.212 output interleaver for this modulation order"),
+    Param("packing", "str", "none", choices=PACKINGS,
+          doc="none: one codeword per item (item = k info / n channel bits); batch: the batch's items are "
+              "concatenated in order and cut into codewords, an item of K info bits carries K*n/k channel "
+              "bits, and every batch must fill whole codewords"),
 )
 
 
 class _LdpcBlock(Block):
+    """What the LDPC encoder and decoder share: the code and the packing of items into codewords.
+
+    With ``packing: batch`` the information bits of a batch of B items (K bits each) form one stream of
+    B*K bits, cut into B*K/k codewords in item order; codeword c holds the information bits
+    [c*k, (c+1)*k) of the stream, so item i lies in codewords floor(i*K/k) .. floor(((i+1)*K - 1)/k).
+    The coded stream (B*K*n/k bits) is cut back into items of K*n/k channel bits. B*K must be a
+    multiple of k: B a multiple of k / gcd(k, K), the items per group.
+    """
+
     def check_params(self) -> list[str]:
         try:
             self.code = make_ldpc_code(self.p.code, self.p.k, self.p.n, self.p.num_bits_per_symbol)
@@ -135,35 +163,81 @@ class _LdpcBlock(Block):
             return [f"parameters 'code', 'k', 'n': {err}"]
         return []
 
+    def packed_item_bits(self, port: str, size, per_item: int) -> tuple[int, int] | None:
+        """(information bits, channel bits) per item given the size of ``port``'s items, where
+        ``per_item`` is the code's k (encoder input) or n (decoder input); None if not known yet."""
+        if not isinstance(size, int):
+            return None
+        if self.p.packing == "none":
+            if size != per_item:
+                raise PortError(f"input port '{port}': {size} per item but the LDPC code has "
+                                f"{'k' if per_item == self.code.k else 'n'} = {per_item} (set packing: batch "
+                                f"to pack several items into a codeword, or size the items to the code)")
+            return self.code.k, self.code.n
+        k, n = self.code.k, self.code.n
+        other, this = (n, k) if per_item == k else (k, n)  # bits per item scale by other/this
+        if size * other % this:
+            raise PortError(f"input port '{port}': with packing: batch an item of {size} bits must map to a whole "
+                            f"number of {'channel' if per_item == k else 'information'} bits, but {size}*{other}/"
+                            f"{this} = {size * other / this:g}")
+        info = size if per_item == k else size * k // n
+        return info, info * n // k
+
+    def check_batch(self, batch_size: int, info_bits: int) -> None:
+        """PortError unless ``batch_size`` items of ``info_bits`` fill whole codewords (packing: batch)."""
+        if self.p.packing == "none":
+            return
+        group = self.code.k // math.gcd(self.code.k, info_bits)
+        if batch_size % group:
+            raise PortError(
+                f"block '{self.id}': packing: batch needs every batch to fill whole codewords: a multiple of "
+                f"{group} items ({group} x {info_bits} bits = {group * info_bits // self.code.k} codewords of "
+                f"k = {self.code.k}); got a batch of {batch_size} items (set options.batch_size and "
+                f"options.max_items to multiples of {group})")
+
+    def setup_batches(self, ctx, port: str, per_item: int) -> None:
+        sizes = self.packed_item_bits(port, ctx.input_shapes.get(port, (None,))[0], per_item)
+        for batch_size in ctx.batch_sizes if sizes else ():
+            self.check_batch(batch_size, sizes[0])
+
 
 class LdpcEncoder(_LdpcBlock):
-    """LDPC encoder: k information bits -> n codeword bits (one codeword per item)."""
+    """LDPC encoder: information bits -> codeword bits, one codeword per item or items packed into codewords."""
 
     type_name = "ldpc_encoder"
-    inputs = (Port("bits", "bits", ("K",), "information bits; K must equal the code's k"),)
-    outputs = (Port("bits", "bits", ("N",), "transmitted codeword bits, N = n"),)
+    inputs = (Port("bits", "bits", ("K",), "information bits; K = k (packing: none) or any K with K*n/k whole "
+                                           "(packing: batch)"),)
+    outputs = (Port("bits", "bits", ("N",), "transmitted codeword bits: N = n (packing: none) or the item's "
+                                            "share K*n/k of the packed codewords (packing: batch)"),)
     params = _LDPC_PARAMS
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
-        (k,) = input_shapes["bits"]
-        if isinstance(k, int) and k != self.code.k:
-            raise PortError(f"input port 'bits': {k} bits per item but the LDPC code has k = {self.code.k} "
-                            f"(set the source's bits per item to k)")
-        return {"bits": (self.code.n,)}
+        (size,) = input_shapes["bits"]
+        sizes = self.packed_item_bits("bits", size, self.code.k)
+        if sizes is None and self.p.packing == "batch":
+            raise PortError("input port 'bits': packing: batch needs a fixed number of bits per item")
+        return {"bits": (sizes[1] if sizes else self.code.n,)}
+
+    def setup(self, ctx) -> None:
+        self.setup_batches(ctx, "bits", self.code.k)
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        coded = self.code.encode(_as_numpy_uint8_bits(inputs["bits"]))
-        return {"bits": torch.from_numpy(np.ascontiguousarray(coded, dtype=np.uint8)).to(ctx.device)}
+        bits = _as_numpy_uint8_bits(inputs["bits"])
+        batch, size = bits.shape
+        self.check_batch(batch, size)
+        coded = self.code.encode(bits.reshape(-1, self.code.k))  # one row per codeword, items in order
+        return {"bits": torch.from_numpy(np.ascontiguousarray(coded, dtype=np.uint8).reshape(batch, -1)).to(ctx.device)}
 
 
 class LdpcDecoderBlock(_LdpcBlock):
-    """Belief-propagation LDPC decoder: channel LLRs ln(P(1)/P(0)) [n] -> hard information bits [k], parity ok flag."""
+    """Belief-propagation LDPC decoder: channel LLRs ln(P(1)/P(0)) -> hard information bits, parity ok flag per item."""
 
     type_name = "ldpc_decoder"
-    inputs = (Port("llr", "float32", ("N",), "channel LLRs ln(P(b=1)/P(b=0)) (Sionna's sign), N = n"),)
+    inputs = (Port("llr", "float32", ("N",), "channel LLRs ln(P(b=1)/P(b=0)) (Sionna's sign): N = n "
+                                             "(packing: none) or the item's share of the codewords (batch)"),)
     outputs = (
-        Port("bits", "bits", ("K",), "decided information bits, K = k"),
-        Port("ok", "int64", (), "1 if the decided codeword satisfies every parity check"),
+        Port("bits", "bits", ("K",), "decided information bits: K = k (packing: none) or N*k/n (packing: batch)"),
+        Port("ok", "int64", (), "1 if every codeword holding bits of the item satisfies all its parity checks"),
     )
     params = _LDPC_PARAMS + (
         Param("num_iter", "int", 20, low=0, doc="maximum BP iterations"),
@@ -174,24 +248,36 @@ class LdpcDecoderBlock(_LdpcBlock):
     )
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
-        (n,) = input_shapes["llr"]
-        if isinstance(n, int) and n != self.code.n:
-            raise PortError(f"input port 'llr': {n} LLRs per item but the LDPC code has n = {self.code.n}")
-        return {"bits": (self.code.k,), "ok": ()}
+        (size,) = input_shapes["llr"]
+        sizes = self.packed_item_bits("llr", size, self.code.n)
+        if sizes is None and self.p.packing == "batch":
+            raise PortError("input port 'llr': packing: batch needs a fixed number of LLRs per item")
+        return {"bits": (sizes[0] if sizes else self.code.k,), "ok": ()}
 
     def setup(self, ctx) -> None:
+        self.setup_batches(ctx, "llr", self.code.n)
         self._decoder = LdpcDecoder(self.code, self.p.num_iter, self.p.algorithm, self.p.schedule,
                                     self.p.early_stop)
-        self._codewords = self._failures = self._iterations = 0
+        self._codewords = self._failures = self._iterations = self._items = self._failed_items = 0
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         llr = np.ascontiguousarray(inputs["llr"].detach().cpu().numpy(), dtype=np.float32)
-        result = self._decoder.decode(llr)
+        batch, size = llr.shape
+        info_bits = size * self.code.k // self.code.n
+        self.check_batch(batch, info_bits)
+        result = self._decoder.decode(llr.reshape(-1, self.code.n))
+        # An item is ok only if every codeword holding some of its bits satisfies its parity checks.
+        failed_so_far = np.concatenate(([0], np.cumsum(~result.ok)))
+        first = np.arange(batch) * info_bits // self.code.k
+        last = (np.arange(1, batch + 1) * info_bits - 1) // self.code.k
+        ok = failed_so_far[last + 1] == failed_so_far[first]
         self._codewords += result.ok.size
         self._failures += int((~result.ok).sum())
         self._iterations += int(result.iterations.sum())
-        return {"bits": torch.from_numpy(result.bits).to(ctx.device),
-                "ok": torch.from_numpy(result.ok.astype(np.int64)).to(ctx.device)}
+        self._items += batch
+        self._failed_items += int((~ok).sum())
+        return {"bits": torch.from_numpy(np.ascontiguousarray(result.bits.reshape(batch, -1))).to(ctx.device),
+                "ok": torch.from_numpy(ok.astype(np.int64)).to(ctx.device)}
 
     def results(self) -> dict[str, float]:
         if not getattr(self, "_codewords", 0):
@@ -199,6 +285,7 @@ class LdpcDecoderBlock(_LdpcBlock):
         pre = self.p.prefix
         # Detected failures (parity not satisfied); undetected errors need a BER against the sent bits.
         return {pre + "ldpc_bler": self._failures / self._codewords,
+                pre + "ldpc_item_failure_rate": self._failed_items / self._items,
                 pre + "ldpc_mean_iterations": self._iterations / self._codewords}
 
 

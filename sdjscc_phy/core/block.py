@@ -81,8 +81,10 @@ class BatchContext:
 
 @dataclass
 class SetupContext:
-    """What a block knows before the first batch: device, path, seed, its resolved port shapes and
-    which of its outputs are connected (a block may skip computing the others)."""
+    """What a block knows before the first batch: device, path, seed, its resolved port shapes, which
+    of its outputs are connected (a block may skip computing the others) and the distinct batch sizes
+    the run will process (empty when not known), so a block that needs whole groups of items can
+    refuse a run before it starts."""
 
     device: torch.device
     path: str
@@ -90,6 +92,7 @@ class SetupContext:
     input_shapes: dict[str, Shape]
     output_shapes: dict[str, Shape]
     connected_outputs: frozenset[str] = frozenset()
+    batch_sizes: tuple[int, ...] = ()
 
 
 class Block:

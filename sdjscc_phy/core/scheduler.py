@@ -59,12 +59,13 @@ class Scheduler:
         for conn in fg.connections:
             self._connected_outputs[conn.src].add(conn.src_port)
 
-    def setup(self) -> None:
+    def setup(self, batch_sizes: tuple[int, ...] = ()) -> None:
+        """Set every block up; ``batch_sizes``: the distinct batch sizes the run will process."""
         for block_id, block in self.fg.blocks.items():
             outputs = {p.name: self._item_shapes[(block_id, p.name)] for p in type(block).outputs}
             block.setup(SetupContext(self.device, self.path, self.fg.options.seed,
                                      self.fg.input_shapes.get(block_id, {}), outputs,
-                                     frozenset(self._connected_outputs[block_id])))
+                                     frozenset(self._connected_outputs[block_id]), batch_sizes))
 
     def run_batch(self, batch_index: int, start: int, batch_size: int) -> dict[tuple[str, str], torch.Tensor]:
         """Process items ``[start, start + batch_size)`` through every block, in topological order; returns
@@ -130,7 +131,7 @@ def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
     grad_mode = torch.inference_mode() if fg.options.path == "host" else contextlib.nullcontext()
     with grad_mode:
         try:
-            scheduler.setup()
+            scheduler.setup(tuple(sorted({min(batch_size, total), total % batch_size} - {0})))
             with tqdm(total=total, unit="item", disable=not progress, desc=fg.options.id or "run") as bar:
                 for batch_index, start in enumerate(range(0, total, batch_size)):
                     size = min(batch_size, total - start)
