@@ -248,3 +248,18 @@ def test_resume_with_a_changed_recipe_is_refused(recipe_path):
     with pytest.raises(CheckpointError, match="epochs=2; the recipe now says 3"):
         run(recipe_path, "stages.clf.epochs=3", resume=True)
     run(recipe_path, "stages.clf.checkpoint_every_steps=1", resume=True)  # bookkeeping may change
+
+
+def test_override_of_an_aliased_section_changes_one_stage_only(tmp_path):
+    """Stages sharing a section through a YAML alias (link: *link) get independent copies."""
+    from sdjscc_phy.training import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "output_dir: out\n"
+        "stages:\n"
+        "  - {name: a, kind: jscc, link: &link {snr_db: 5.0}}\n"
+        "  - {name: b, kind: jscc, link: *link}\n"
+    )
+    loaded = load_recipe(recipe, ["stages.b.link.snr_db=10"])
+    assert [s["link"]["snr_db"] for s in loaded["stages"]] == [5.0, 10.0]

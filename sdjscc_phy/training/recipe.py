@@ -34,6 +34,8 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise RecipeError(f"recipe '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe '{path}' must be a mapping with 'stages'")
+    if isinstance(raw.get("stages"), list):  # YAML aliases (&data / *data) share one object between stages:
+        raw["stages"] = [copy.deepcopy(stage) for stage in raw["stages"]]  # an override must change one stage
     for item in overrides:
         apply_override(raw, item, str(path))
     return normalise_recipe(raw, path.resolve().parent, str(path))
