@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sdjscc_phy.errors import JsccflowError, RecipeError
 from sdjscc_phy.sweep.spec import TrainSpec
+from sdjscc_phy.training.recipe import get_dotted, set_dotted
 
 # Stage keys that say where files go or how often to checkpoint: not part of what a stage computes.
 _FREE_KEYS = ("export", "checkpoint_every_steps")
@@ -84,11 +85,11 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
         unchanged = _identity(config, ()) == _identity(base["stages"][index], ()) if index < len(base["stages"]) \
             else False
         for key in path_keys:
-            value = _get(config, key)
+            value = get_dotted(config, key)
             upstream = by_export.get(value) if value else None
             if upstream is not None and upstream < index:
                 plan = plans[upstream]
-                _set(config, key, plan.export)
+                set_dotted(config, key, plan.export)
                 inputs[key] = plan.key
                 depends.append(plan.key)
                 unchanged = unchanged and plan.reused
@@ -116,7 +117,7 @@ def _dependencies(recipe: dict, target: int, by_export: dict, kinds: dict) -> se
         needed.add(index)
         config = recipe["stages"][index]
         for key in kinds[config["kind"]].PATH_KEYS:
-            upstream = by_export.get(_get(config, key))
+            upstream = by_export.get(get_dotted(config, key))
             if upstream is not None and upstream < index:
                 todo.append(upstream)
     return needed
@@ -129,7 +130,7 @@ def _identity(config: dict, path_keys: tuple[str, ...]) -> dict:
         out.pop(key, None)
     for key in path_keys:  # loaded checkpoints enter the key by content, not by where they lie
         if key in ("init_from", "classifier"):
-            _set(out, key, None)
+            set_dotted(out, key, None)
     return out
 
 
@@ -171,19 +172,6 @@ def write_standin(plan: ModelPlan, path: Path) -> bool:
         raise RecipeError(f"recipe '{plan.train.recipe}': stage '{config['name']}': {exc}") from None
     export_codec(codec, path, link.as_dict(), {"standin": True})
     return True
-
-
-def _get(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d[part]
-    return d
-
-
-def _set(d: dict, dotted: str, value) -> None:
-    *head, last = dotted.split(".")
-    for part in head:
-        d = d[part]
-    d[last] = value
 
 
 def _file_digest(path: str) -> str:

@@ -102,13 +102,15 @@ def resolve_path(value: str | None, base: Path) -> str | None:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def _get(d: dict, dotted: str):
+def get_dotted(d: dict, dotted: str):
+    """``d[a][b]...`` for ``dotted = 'a.b...'``."""
     for part in dotted.split("."):
         d = d[part]
     return d
 
 
-def _set(d: dict, dotted: str, value) -> None:
+def set_dotted(d: dict, dotted: str, value) -> None:
+    """``d[a][b]... = value`` for ``dotted = 'a.b...'``."""
     *head, last = dotted.split(".")
     for part in head:
         d = d[part]
@@ -143,7 +145,7 @@ def normalise_recipe(raw: dict, base: Path, where: str = "recipe") -> dict:
         _check_common(merged, swhere)
         merged["export"] = resolve_path(merged["export"], base)
         for key in cls.PATH_KEYS:
-            _set(merged, key, resolve_path(_get(merged, key), base))
+            set_dotted(merged, key, resolve_path(get_dotted(merged, key), base))
         out_stages.append(merged)
     recipe["stages"] = out_stages
     return recipe
