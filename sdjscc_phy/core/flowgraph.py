@@ -26,7 +26,9 @@ from sdjscc_phy.core.block import Block
 from sdjscc_phy.core.params import Param, resolve_params
 from sdjscc_phy.core.ports import Shape
 from sdjscc_phy.core.registry import get_block_class
-from sdjscc_phy.core.yaml_lines import LineDict, LineList, load_yaml_with_lines, parse_assignment
+from sdjscc_phy.core.yaml_lines import (
+    ErrorLines, LineDict, LineList, load_yaml_with_lines, parse_assignment, source_line,
+)
 from sdjscc_phy.errors import FlowgraphError, JsccflowError, ParameterError
 
 FORMAT_VERSION = 1
@@ -82,31 +84,19 @@ class Flowgraph:
         return [b for b in self.blocks.values() if not type(b).inputs]
 
 
-class _Errors:
-    """Collects ``file:line: message`` lines."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.lines: list[str] = []
-
-    def add(self, message: str, line: int | None = None) -> None:
-        where = f"{self.path}:{line}" if line else self.path
-        self.lines.append(f"{where}: {message}")
-
-
 def load_flowgraph(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Flowgraph:
     """Load, override and validate a flowgraph file; FlowgraphError lists every problem found."""
-    errors = _Errors(path)
+    errors = ErrorLines(path)
     data = load_yaml_with_lines(path)
     if not isinstance(data, dict):
         raise FlowgraphError([f"{path}: a flowgraph must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"])
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            errors.add(f"unknown top-level key '{key}'; allowed: {', '.join(TOP_LEVEL_KEYS)}", _line(data, key))
+            errors.add(f"unknown top-level key '{key}'; allowed: {', '.join(TOP_LEVEL_KEYS)}", source_line(data, key))
     version = data.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         errors.add(f"format_version {version!r} is not supported (this jsccflow reads {FORMAT_VERSION})",
-                   _line(data, "format_version"))
+                   source_line(data, "format_version"))
 
     raw_options = _mapping(data, "options", errors)
     variables = _mapping(data, "variables", errors)
@@ -116,10 +106,10 @@ def load_flowgraph(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Fl
 
     options, problems = resolve_params(OPTIONS, dict(raw_options))
     for problem in problems:
-        errors.add(f"options: {problem}", _line(raw_options, _param_name(problem)))
+        errors.add(f"options: {problem}", source_line(raw_options, _param_name(problem)))
     if isinstance(options.device, str) and not _DEVICE_RE.match(options.device):
         errors.add(f"options: parameter 'device': must be auto, cpu, cuda or cuda:N; got {options.device!r}",
-                   _line(raw_options, "device"))
+                   source_line(raw_options, "device"))
 
     blocks, block_lines = _build_blocks(raw_blocks, variables, errors)
     connections = _parse_connections(raw_connections, blocks, set(block_lines), errors)
@@ -138,40 +128,34 @@ def load_flowgraph(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Fl
 
 
 # -- pieces of the file ----------------------------------------------------------------------------
-def _line(container: Any, key: Any) -> int | None:
-    if isinstance(container, LineDict):
-        return container.line_of(key)
-    return getattr(container, "line", None)
-
-
 def _param_name(problem: str) -> str | None:
     match = re.match(r"parameter '([^']+)'", problem)
     return match.group(1) if match else None
 
 
-def _mapping(data: dict, key: str, errors: _Errors) -> LineDict:
+def _mapping(data: dict, key: str, errors: ErrorLines) -> LineDict:
     value = data.get(key)
     if value is None:
         return LineDict()
     if not isinstance(value, dict):
-        errors.add(f"'{key}' must be a mapping", _line(data, key))
+        errors.add(f"'{key}' must be a mapping", source_line(data, key))
         return LineDict()
     return value
 
 
-def _sequence(data: dict, key: str, errors: _Errors) -> LineList:
+def _sequence(data: dict, key: str, errors: ErrorLines) -> LineList:
     value = data.get(key)
     if value is None:
         if key == "blocks":
             errors.add("'blocks' is missing: a flowgraph needs at least one block")
         return LineList()
     if not isinstance(value, list):
-        errors.add(f"'{key}' must be a list", _line(data, key))
+        errors.add(f"'{key}' must be a list", source_line(data, key))
         return LineList()
     return value
 
 
-def _apply_overrides(overrides, options: LineDict, variables: LineDict, blocks: LineList, errors: _Errors) -> None:
+def _apply_overrides(overrides, options: LineDict, variables: LineDict, blocks: LineList, errors: ErrorLines) -> None:
     """``VAR=VALUE``, ``ID.PARAM=VALUE`` or ``options.KEY=VALUE`` from the command line."""
     by_id = {b.get("id"): b for b in blocks if isinstance(b, dict)}
     for text in overrides:
@@ -211,7 +195,7 @@ def _substitute(value: Any, variables: dict, unknown: list[str]) -> Any:
     return value
 
 
-def _build_blocks(raw_blocks: LineList, variables: dict, errors: _Errors) -> tuple[dict[str, Block], dict[str, int]]:
+def _build_blocks(raw_blocks: LineList, variables: dict, errors: ErrorLines) -> tuple[dict[str, Block], dict[str, int]]:
     blocks: dict[str, Block] = {}
     lines: dict[str, int] = {}
     seen: dict[str, int] = {}
@@ -222,7 +206,7 @@ def _build_blocks(raw_blocks: LineList, variables: dict, errors: _Errors) -> tup
             continue
         for key in spec:
             if key not in BLOCK_KEYS:
-                errors.add(f"blocks[{index}]: unknown key '{key}'; allowed: {', '.join(BLOCK_KEYS)}", _line(spec, key))
+                errors.add(f"blocks[{index}]: unknown key '{key}'; allowed: {', '.join(BLOCK_KEYS)}", source_line(spec, key))
         block_id, type_name = spec.get("id"), spec.get("type")
         if not isinstance(block_id, str) or not _ID_RE.match(block_id):
             errors.add(f"blocks[{index}]: 'id' must be an identifier (letters, digits, _); got {block_id!r}", line)
@@ -238,11 +222,11 @@ def _build_blocks(raw_blocks: LineList, variables: dict, errors: _Errors) -> tup
         try:
             cls = get_block_class(type_name)
         except JsccflowError as err:
-            errors.add(f"block '{block_id}': {err}", _line(spec, "type"))
+            errors.add(f"block '{block_id}': {err}", source_line(spec, "type"))
             continue
         raw_params = spec.get("params") or LineDict()
         if not isinstance(raw_params, dict):
-            errors.add(f"block '{block_id}': 'params' must be a mapping", _line(spec, "params"))
+            errors.add(f"block '{block_id}': 'params' must be a mapping", source_line(spec, "params"))
             continue
         unknown_vars: list[str] = []
         params = {k: _substitute(v, variables, unknown_vars) for k, v in raw_params.items()}
@@ -250,7 +234,7 @@ def _build_blocks(raw_blocks: LineList, variables: dict, errors: _Errors) -> tup
             errors.add(f"block '{block_id}': unknown variable '${name}'; define it under 'variables'", line)
         _, problems = resolve_params(cls.params, params)
         for problem in problems:
-            errors.add(f"block '{block_id}': {problem}", _line(raw_params, _param_name(problem)) or line)
+            errors.add(f"block '{block_id}': {problem}", source_line(raw_params, _param_name(problem)) or line)
         if problems or unknown_vars:
             continue
         try:
@@ -260,7 +244,7 @@ def _build_blocks(raw_blocks: LineList, variables: dict, errors: _Errors) -> tup
     return blocks, lines
 
 
-def _parse_connections(raw: LineList, blocks: dict[str, Block], declared: set[str], errors: _Errors) -> list[Connection]:
+def _parse_connections(raw: LineList, blocks: dict[str, Block], declared: set[str], errors: ErrorLines) -> list[Connection]:
     """Parse ``a.x -> b.y`` lines; a block that was declared but failed is not reported again."""
     connections: list[Connection] = []
     fed: dict[tuple[str, str], str] = {}
@@ -294,7 +278,7 @@ def _parse_connections(raw: LineList, blocks: dict[str, Block], declared: set[st
     return connections
 
 
-def _check_ports_connected(fg: Flowgraph, lines: dict[str, int], errors: _Errors) -> None:
+def _check_ports_connected(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> None:
     fed = {(c.dst, c.dst_port) for c in fg.connections}
     for block_id, block in fg.blocks.items():
         for port in type(block).inputs:
@@ -302,7 +286,7 @@ def _check_ports_connected(fg: Flowgraph, lines: dict[str, int], errors: _Errors
                 errors.add(f"block '{block_id}': required input port '{port.name}' is not connected", lines.get(block_id))
 
 
-def _topological_order(fg: Flowgraph, errors: _Errors) -> list[str] | None:
+def _topological_order(fg: Flowgraph, errors: ErrorLines) -> list[str] | None:
     indegree = {block_id: 0 for block_id in fg.blocks}
     children: dict[str, list[str]] = {block_id: [] for block_id in fg.blocks}
     for conn in fg.connections:
@@ -324,7 +308,7 @@ def _topological_order(fg: Flowgraph, errors: _Errors) -> list[str] | None:
     return order
 
 
-def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: _Errors) -> None:
+def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> None:
     for block_id, block in fg.blocks.items():
         cls = type(block)
         in_shapes: dict[str, Shape] = {}
@@ -352,7 +336,7 @@ def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: _Errors) -> None
             fg.output_shapes[(block_id, port.name)] = tuple(out_shapes[port.name])
 
 
-def _check_sources(fg: Flowgraph, lines: dict[str, int], errors: _Errors) -> None:
+def _check_sources(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> None:
     sources = fg.sources
     if not sources:
         errors.add("flowgraph has no source block (a block without inputs)")

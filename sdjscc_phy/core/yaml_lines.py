@@ -30,6 +30,27 @@ class LineList(list):
         self.item_lines: list[int] = []
 
 
+def source_line(container, key=None) -> int | None:
+    """Line of ``key`` in a :class:`LineDict` (or the container's own line), ``None`` when unknown."""
+    if isinstance(container, LineDict) and key is not None:
+        return container.line_of(key)
+    return getattr(container, "line", None)
+
+
+class ErrorLines:
+    """Collects ``file:line: message`` lines for one YAML file (each distinct line once)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, message: str, line: int | None = None) -> None:
+        where = f"{self.path}:{line}" if line else self.path
+        text = f"{where}: {message}"
+        if text not in self.lines:
+            self.lines.append(text)
+
+
 class _LineLoader(yaml.SafeLoader):
     duplicate_keys: list[str]
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdjscc_phy.errors import JsccflowError, RecipeError
-from sdjscc_phy.sweep.spec import TrainSpec
+from sdjscc_phy.sweep.spec import TrainSpec, file_digest
 from sdjscc_phy.training.recipe import get_dotted, set_dotted
 
 # Stage keys that say where files go or how often to checkpoint: not part of what a stage computes.
@@ -94,7 +94,7 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
                 depends.append(plan.key)
                 unchanged = unchanged and plan.reused
             elif value and Path(value).is_file():
-                inputs[key] = _file_digest(value)
+                inputs[key] = file_digest(value)
         identity = {"stage": _identity(config, path_keys), "inputs": inputs, "seed": recipe["seed"] + index}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         original = base["stages"][index]["export"] if index < len(base["stages"]) else None
@@ -172,11 +172,3 @@ def write_standin(plan: ModelPlan, path: Path) -> bool:
         raise RecipeError(f"recipe '{plan.train.recipe}': stage '{config['name']}': {exc}") from None
     export_codec(codec, path, link.as_dict(), {"standin": True})
     return True
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from sdjscc_phy.core.registry import get_block_class
-from sdjscc_phy.core.yaml_lines import LineDict, LineList, load_yaml_with_lines
+from sdjscc_phy.core.yaml_lines import ErrorLines, LineDict, LineList, load_yaml_with_lines, source_line
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
+from sdjscc_phy.training.recipe import resolve_path
 
 FORMAT_VERSION = 1
 TOP_LEVEL_KEYS = ("format_version", "description", "output", "models", "set", "methods", "grid")
@@ -94,79 +95,54 @@ class Sweep:
     points: list[Point] = field(default_factory=list)
 
 
-class _Errors:
-    def __init__(self, path: str):
-        self.path = path
-        self.lines: list[str] = []
-
-    def add(self, message: str, line: int | None = None) -> None:
-        where = f"{self.path}:{line}" if line else self.path
-        text = f"{where}: {message}"
-        if text not in self.lines:
-            self.lines.append(text)
-
-
-def _line(container: Any, key: Any = None) -> int | None:
-    if isinstance(container, LineDict) and key is not None:
-        return container.line_of(key)
-    return getattr(container, "line", None)
-
-
 def load_sweep(path: str, output: str | None = None, models: str | None = None) -> Sweep:
     """Read and check a sweep file and expand its points; SweepError lists every problem found.
 
     Flowgraphs and recipes are only read here, not validated with each point's overrides:
     :func:`sdjscc_phy.sweep.runner.validate_points` does that.
     """
-    errors = _Errors(path)
+    errors = ErrorLines(path)
     data = load_yaml_with_lines(path)
     base = Path(path).resolve().parent
     if not isinstance(data, dict):
         raise SweepError([f"{path}: a sweep must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"])
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            errors.add(f"unknown top-level key '{key}'; allowed: {', '.join(TOP_LEVEL_KEYS)}", _line(data, key))
+            errors.add(f"unknown top-level key '{key}'; allowed: {', '.join(TOP_LEVEL_KEYS)}", source_line(data, key))
     if data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         errors.add(f"format_version {data.get('format_version')!r} is not supported (this jsccflow reads "
-                   f"{FORMAT_VERSION})", _line(data, "format_version"))
-    out_dir = output or _resolve(data.get("output"), base) or str(base / Path(path).stem)
-    models_dir = models or _resolve(data.get("models"), base) or str(Path(out_dir) / "models")
+                   f"{FORMAT_VERSION})", source_line(data, "format_version"))
+    out_dir = output or resolve_path(data.get("output"), base) or str(base / Path(path).stem)
+    models_dir = models or resolve_path(data.get("models"), base) or str(Path(out_dir) / "models")
     common = _assignments(data, "set", errors)
     methods = data.get("methods")
     if not isinstance(methods, dict) or not methods:
         errors.add("'methods' must be a non-empty mapping of method name -> {flowgraph, set, train}",
-                   _line(data, "methods") if "methods" in data else None)
+                   source_line(data, "methods") if "methods" in data else None)
         methods = LineDict()
     column_lines: dict[str, int] = {}
-    grid_points, columns = _expand_grid(data.get("grid"), _line(data, "grid"), errors, column_lines)
+    grid_points, columns = _expand_grid(data.get("grid"), source_line(data, "grid"), errors, column_lines)
     sweep = Sweep(path, out_dir, models_dir, str(data.get("description") or ""), columns, column_lines)
     # A broken grid still lets every method be checked (at no grid values).
     for name, method in methods.items():
-        _add_method_points(sweep, str(name), method, _line(methods, name), common, grid_points or [{}], base, errors)
+        _add_method_points(sweep, str(name), method, source_line(methods, name), common, grid_points or [{}], base, errors)
     if errors.lines:
         raise SweepError(errors.lines)
     return sweep
 
 
-def _resolve(value: Any, base: Path) -> str | None:
-    if value is None:
-        return None
-    p = Path(str(value)).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
-
-
-def _assignments(container: dict, key: str, errors: _Errors) -> LineDict:
+def _assignments(container: dict, key: str, errors: ErrorLines) -> LineDict:
     value = container.get(key)
     if value is None:
         return LineDict()
     if not isinstance(value, dict):
-        errors.add(f"'{key}' must be a mapping of KEY: VALUE overrides", _line(container, key))
+        errors.add(f"'{key}' must be a mapping of KEY: VALUE overrides", source_line(container, key))
         return LineDict()
     return value
 
 
 # -- the grid ----------------------------------------------------------------------------------------
-def _expand_grid(grid: Any, line: int | None, errors: _Errors,
+def _expand_grid(grid: Any, line: int | None, errors: ErrorLines,
                  column_lines: dict[str, int]) -> tuple[list[dict], list[str]]:
     """Grid points as ``{column: value}`` dicts, in file order; no grid is one empty point."""
     if grid is None:
@@ -182,27 +158,27 @@ def _expand_grid(grid: Any, line: int | None, errors: _Errors,
         for key in part:
             if key not in GRID_KEYS:
                 errors.add(f"grid: unknown key '{key}'; allowed: product (every combination), zip (row by row)",
-                           _line(part, key))
+                           source_line(part, key))
         axes = {}
         for kind in GRID_KEYS:
             values = part.get(kind)
             if values is None:
                 continue
             if not isinstance(values, dict) or not values:
-                errors.add(f"grid.{kind}: must be a mapping of name -> list of values", _line(part, kind))
+                errors.add(f"grid.{kind}: must be a mapping of name -> list of values", source_line(part, kind))
                 continue
             for name, seq in values.items():
                 if not isinstance(seq, list) or not seq:
-                    errors.add(f"grid.{kind}.{name}: must be a non-empty list of values", _line(values, name))
+                    errors.add(f"grid.{kind}.{name}: must be a non-empty list of values", source_line(values, name))
                 elif name in axes:
-                    errors.add(f"grid: '{name}' appears in both product and zip", _line(values, name))
+                    errors.add(f"grid: '{name}' appears in both product and zip", source_line(values, name))
                 else:
-                    axes[name] = (kind, seq, _line(values, name))
+                    axes[name] = (kind, seq, source_line(values, name))
         zipped = [(n, s) for n, (k, s, _) in axes.items() if k == "zip"]
         lengths = {len(s) for _, s in zipped}
         if len(lengths) > 1:
             detail = ", ".join(f"{n} has {len(s)}" for n, s in zipped)
-            errors.add(f"grid.zip: lists must have equal lengths ({detail})", _line(part, "zip"))
+            errors.add(f"grid.zip: lists must have equal lengths ({detail})", source_line(part, "zip"))
             continue
         products = [(n, s) for n, (k, s, _) in axes.items() if k == "product"]
         zip_rows = [dict(zip([n for n, _ in zipped], row)) for row in zip(*[s for _, s in zipped])] or [{}]
@@ -218,33 +194,33 @@ def _expand_grid(grid: Any, line: int | None, errors: _Errors,
 
 # -- methods -----------------------------------------------------------------------------------------
 def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, common: LineDict,
-                       grid_points: list[dict], base: Path, errors: _Errors) -> None:
+                       grid_points: list[dict], base: Path, errors: ErrorLines) -> None:
     where = f"method '{name}'"
     if not isinstance(method, dict):
         errors.add(f"{where}: must be a mapping with keys {', '.join(METHOD_KEYS)}", line)
         return
     for key in method:
         if key not in METHOD_KEYS:
-            errors.add(f"{where}: unknown key '{key}'; allowed: {', '.join(METHOD_KEYS)}", _line(method, key))
+            errors.add(f"{where}: unknown key '{key}'; allowed: {', '.join(METHOD_KEYS)}", source_line(method, key))
     if not isinstance(method.get("flowgraph"), str):
         errors.add(f"{where}: 'flowgraph' (a flowgraph file) is required", line)
         return
     own = _assignments(method, "set", errors)
     train = method.get("train")
-    if train is not None and not _check_train(train, where, _line(method, "train"), errors):
+    if train is not None and not _check_train(train, where, source_line(method, "train"), errors):
         return
     for values in grid_points:
         used: set[str] = set()
-        fg_text = _substitute_text(method["flowgraph"], values, used, where, _line(method, "flowgraph"), errors)
-        fg_path = _resolve(fg_text, base)
+        fg_text = _substitute_text(method["flowgraph"], values, used, where, source_line(method, "flowgraph"), errors)
+        fg_path = resolve_path(fg_text, base)
         if not Path(fg_path).is_file():
-            errors.add(f"{where}: flowgraph '{fg_text}' does not exist", _line(method, "flowgraph"))
+            errors.add(f"{where}: flowgraph '{fg_text}' does not exist", source_line(method, "flowgraph"))
             return
         fg_vars, block_types = _flowgraph_outline(fg_path)
         assigned: dict[str, Any] = {}
         for source in (common, own):
             for key, value in source.items():
-                assigned[str(key)] = _substitute(value, values, used, where, _line(source, key), errors)
+                assigned[str(key)] = _substitute(value, values, used, where, source_line(source, key), errors)
         for column, value in values.items():
             key = "options.seed" if column == SEED_KEY else column
             if "." in key or key in fg_vars:
@@ -252,11 +228,11 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
                 used.add(column)
         spec = None
         if train is not None:
-            overrides = tuple(f"{k}={_yaml_value(_substitute(v, values, used, where, _line(train['set'], k), errors))}"
+            overrides = tuple(f"{k}={_yaml_value(_substitute(v, values, used, where, source_line(train['set'], k), errors))}"
                               for k, v in (train.get("set") or {}).items())
             checkpoint = train.get("checkpoint")
             params = (checkpoint,) if isinstance(checkpoint, str) else tuple(checkpoint)
-            spec = TrainSpec(_resolve(train["recipe"], base), str(train["stage"]), overrides, params)
+            spec = TrainSpec(resolve_path(train["recipe"], base), str(train["stage"]), overrides, params)
         for column in values:
             if column not in used:
                 known = ", ".join(fg_vars) or "none"
@@ -268,14 +244,14 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
         sweep.points.append(Point(name, dict(values), fg_path, overrides, spec, key, line or 0))
 
 
-def _check_train(train: Any, where: str, line: int | None, errors: _Errors) -> bool:
+def _check_train(train: Any, where: str, line: int | None, errors: ErrorLines) -> bool:
     if not isinstance(train, dict):
         errors.add(f"{where}: 'train' must be a mapping with keys {', '.join(TRAIN_KEYS)}", line)
         return False
     ok = True
     for key in train:
         if key not in TRAIN_KEYS:
-            errors.add(f"{where}: train: unknown key '{key}'; allowed: {', '.join(TRAIN_KEYS)}", _line(train, key))
+            errors.add(f"{where}: train: unknown key '{key}'; allowed: {', '.join(TRAIN_KEYS)}", source_line(train, key))
             ok = False
     for key in ("recipe", "stage"):
         if not isinstance(train.get(key), str):
@@ -285,15 +261,15 @@ def _check_train(train: Any, where: str, line: int | None, errors: _Errors) -> b
     if not (isinstance(checkpoint, str) or (isinstance(checkpoint, list) and checkpoint
                                             and all(isinstance(c, str) and "." in c for c in checkpoint))):
         errors.add(f"{where}: train: 'checkpoint' must name the flowgraph parameters (ID.PARAM) that get the "
-                   f"trained checkpoint, e.g. [enc.checkpoint, dec.checkpoint]", _line(train, "checkpoint") or line)
+                   f"trained checkpoint, e.g. [enc.checkpoint, dec.checkpoint]", source_line(train, "checkpoint") or line)
         ok = False
     if train.get("set") is not None and not isinstance(train.get("set"), dict):
-        errors.add(f"{where}: train: 'set' must be a mapping of recipe KEY: VALUE overrides", _line(train, "set"))
+        errors.add(f"{where}: train: 'set' must be a mapping of recipe KEY: VALUE overrides", source_line(train, "set"))
         ok = False
     return ok
 
 
-def _substitute(value: Any, values: dict, used: set, where: str, line: int | None, errors: _Errors) -> Any:
+def _substitute(value: Any, values: dict, used: set, where: str, line: int | None, errors: ErrorLines) -> Any:
     """``$name`` (whole value) and ``${name}`` (inside a string) from the grid point."""
     if isinstance(value, str) and re.fullmatch(r"\$\w+", value):
         name = value[1:]
@@ -309,7 +285,7 @@ def _substitute(value: Any, values: dict, used: set, where: str, line: int | Non
     return value
 
 
-def _substitute_text(text: str, values: dict, used: set, where: str, line: int | None, errors: _Errors) -> str:
+def _substitute_text(text: str, values: dict, used: set, where: str, line: int | None, errors: ErrorLines) -> str:
     def replace(match: re.Match) -> str:
         name = match.group(1)
         if name not in values:
@@ -359,7 +335,7 @@ def _resolve_path_param(key: str, value: Any, block_types: dict, base: Path) -> 
     except JsccflowError:
         return value
     if any(p.name == param and p.type == "path" for p in cls.params):
-        return _resolve(value, base)
+        return resolve_path(value, base)
     return value
 
 
@@ -367,13 +343,13 @@ def point_key(method: str, flowgraph: str, overrides: tuple[str, ...], train: Tr
               values: dict) -> str:
     """16 hex digits of SHA-256 over everything that determines a point's result, as written in the file."""
     spec = {"method": method, "flowgraph": flowgraph, "overrides": list(overrides), "values": values,
-            "train": None if train is None else {"recipe": _file_digest(train.recipe), "stage": train.stage,
+            "train": None if train is None else {"recipe": file_digest(train.recipe), "stage": train.stage,
                                                  "overrides": list(train.overrides),
                                                  "checkpoint": list(train.checkpoint_params)}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path: str) -> str:
     """SHA-256 of a file's bytes (its name when it cannot be read: validation reports that)."""
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
