@@ -1,4 +1,4 @@
-"""``jsccflow``: run, validate and list flowgraph blocks; train models from recipes; sweep and plot.
+"""``jsccflow``: run, validate and list flowgraph blocks; train models from recipes; sweep, plot and tabulate.
 
 Every user error (a ``JsccflowError``) becomes one line per problem on stderr and exit code 2, with no
 traceback; ``main(argv)`` returns the exit code so tests can call it directly.
@@ -14,6 +14,7 @@ from sdjscc_phy import __version__
 from sdjscc_phy.cli.flowgraph_commands import blocks, run, validate
 from sdjscc_phy.cli.plot import plot, plot_grid
 from sdjscc_phy.cli.sweep import sweep
+from sdjscc_phy.cli.table import table
 from sdjscc_phy.cli.train import train
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
 
@@ -33,6 +34,7 @@ cli.add_command(train)
 cli.add_command(sweep)
 cli.add_command(plot)
 cli.add_command(plot_grid)
+cli.add_command(table)
 
 
 def main(argv: list[str] | None = None) -> int:

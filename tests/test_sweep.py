@@ -109,6 +109,23 @@ def test_interrupted_sweep_restarts_with_every_row_exactly_once(write_sweep, tmp
     assert (again.skipped, again.ran) == (12, 0) and csv_rows(tmp_path / "out" / "results.csv") == rows
 
 
+def test_inline_sweep_stores_each_point_before_running_the_next(write_sweep, tmp_path, monkeypatch):
+    from sdjscc_phy.sweep import runner
+
+    sweep, calls, real = load_sweep(write_sweep(BER_SWEEP)), [], runner.run_point
+
+    def killed_at_fourth(*args):
+        calls.append(args)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the process is killed while the fourth point runs
+        return real(*args)
+
+    monkeypatch.setattr(runner, "run_point", killed_at_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, progress=False)
+    assert len(calls) == 4 and len(csv_rows(tmp_path / "out" / "results.csv")) == 3
+
+
 def test_changing_a_point_reruns_only_that_point(write_sweep, tmp_path):
     path = write_sweep(BER_SWEEP)
     run_sweep(load_sweep(path), progress=False)

@@ -90,6 +90,9 @@ def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
     bpp = plan_model(point.train.__class__(point.train.recipe, "sem", ("stages.mse.model.bpp=0.5",
                                                                       "stages.sem.model.bpp=0.5"), ()), "m")
     assert not bpp.stages[0].reused and bpp.stages[0].key != plan.stages[0].key
+    # Another training seed retrains both stages too (the recipe's export was trained with its own seed).
+    seeded = plan_model(point.train.__class__(point.train.recipe, "sem", ("seed=1",), ()), "m")
+    assert not seeded.stages[0].reused and seeded.stages[0].key != plan.stages[0].key
 
 
 def test_recipe_and_model_problems_are_sweep_errors_before_training(smoke, capsys):

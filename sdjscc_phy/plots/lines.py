@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 from sdjscc_phy.errors import JsccflowError  # noqa: E402
-from sdjscc_phy.sweep.stats import aggregate  # noqa: E402
+from sdjscc_phy.sweep.stats import aggregate, select  # noqa: E402
 
 # Axis labels with units (CONVENTIONS.md); a column not listed is shown by its name.
 LABELS = {
@@ -47,7 +47,7 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
     for column in (x, y, *by, *(where or {})):
         if column not in rows[0]:
             raise JsccflowError(f"plot: no column '{column}' (columns: {', '.join(rows[0])})")
-    rows = [r for r in rows if all(_same(r.get(k), v) for k, v in (where or {}).items())]
+    rows = select(rows, where)
     if not rows:
         raise JsccflowError(f"plot: no row matches {where}")
     over = [c for c in over if c in rows[0] and c not in (x, *by)]
@@ -93,9 +93,3 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
         paths.append(path)
     plt.close(fig)
     return paths
-
-
-def _same(value, wanted) -> bool:
-    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)):
-        return math.isclose(value, wanted)
-    return str(value) == str(wanted)

@@ -82,8 +82,8 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
         config = rewired["stages"][index]
         path_keys = STAGE_KINDS[config["kind"]].PATH_KEYS
         inputs, depends = {}, []
-        unchanged = _identity(config, ()) == _identity(base["stages"][index], ()) if index < len(base["stages"]) \
-            else False
+        unchanged = (index < len(base["stages"]) and recipe["seed"] == base["seed"]
+                     and _identity(config, ()) == _identity(base["stages"][index], ()))
         for key in path_keys:
             value = get_dotted(config, key)
             upstream = by_export.get(value) if value else None

@@ -149,16 +149,29 @@ def train_model_stage(plan: ModelPlan, stage: StagePlan, threads: int | None) ->
 
 
 # -- executors ---------------------------------------------------------------------------------------
+class _Deferred:
+    """A task of :class:`_Inline`: runs when its result is first asked for."""
+
+    def __init__(self, fn, args):
+        self._call, self._future = (fn, args), None
+
+    def result(self):
+        if self._future is None:
+            fn, args = self._call
+            self._future = cf.Future()
+            try:
+                self._future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller through the future, as a pool would
+                self._future.set_exception(exc)
+        return self._future.result()
+
+
 class _Inline:
-    """jobs=1: run each task here, when it is submitted."""
+    """jobs=1: run each task here, one at a time, when the caller collects its result (so every finished
+    point is stored before the next one starts)."""
 
     def submit(self, fn, *args):
-        future = cf.Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # handed to the caller through the future, as a pool would
-            future.set_exception(exc)
-        return future
+        return _Deferred(fn, args)
 
     @staticmethod
     def as_completed(futures):

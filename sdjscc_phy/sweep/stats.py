@@ -64,6 +64,17 @@ def aggregate(rows: list[dict], over: Iterable[str] = SEED_COLUMNS, metrics: Ite
     return out
 
 
+def select(rows: list[dict], where: dict | None) -> list[dict]:
+    """The rows whose columns equal ``where``'s values (numbers compared with a tolerance)."""
+    return [r for r in rows if all(_same(r.get(k), v) for k, v in (where or {}).items())]
+
+
+def _same(value, wanted) -> bool:
+    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)):
+        return math.isclose(value, wanted)
+    return str(value) == str(wanted)
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     """Mean and standard error of the mean (sample std / sqrt(n); 0 for one value)."""
     n = len(values)
