@@ -108,3 +108,33 @@ def test_recipe_and_model_problems_are_sweep_errors_before_training(smoke, capsy
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "parameter 'bpp' is 0.25 but checkpoint" in line and "codes 0.5 bpp" in line
     assert not (smoke / "models").exists() and not (smoke / "out" / "results.csv").exists()
+
+
+def test_a_stage_another_process_is_training_is_waited_for_not_trained_twice(smoke, monkeypatch):
+    import threading
+
+    from filelock import FileLock
+
+    import sdjscc_phy.training
+    from sdjscc_phy.sweep.models import train_stage
+
+    point = load_sweep(str(smoke / "sweep.yaml")).points[0]
+    plan = plan_model(point.train, str(smoke / "models"))
+    stage = plan.stages[0]
+    Path(stage.export).parent.mkdir(parents=True)
+    lock = FileLock(str(Path(stage.export).parent / ".lock"))
+    lock.acquire()  # another sweep is training this stage
+
+    def no_second_training(*args, **kwargs):
+        raise AssertionError("trained a stage that another process was training")
+
+    monkeypatch.setattr(sdjscc_phy.training, "Trainer", no_second_training)
+    result = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("path", train_stage(plan, stage)))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # waits for the lock
+    Path(stage.export).write_bytes(b"trained")  # the other process finishes and releases
+    lock.release()
+    waiter.join(10)
+    assert result["path"] == stage.export

@@ -140,14 +140,24 @@ def stage_run_dir(plan: StagePlan) -> Path:
 
 
 def train_stage(plan: ModelPlan, stage: StagePlan, progress: bool = False) -> str:
-    """Train one stage of ``plan`` into the cache (resuming a killed run); returns its export path."""
+    """Train one stage of ``plan`` into the cache (resuming a killed run); returns its export path.
+
+    A lock file beside the export serialises trainers of the same key (two sweeps, or two Dask workers,
+    that need one model): the second waits, then finds the export ready.
+    """
+    from filelock import FileLock  # (also a torch dependency)
+
     from sdjscc_phy.training import Trainer
 
     if stage.ready:
         return stage.export
-    recipe = copy.deepcopy(plan.recipe)
-    recipe["output_dir"] = str(stage_run_dir(stage))
-    Trainer(recipe, resume=True, progress=progress, only=(stage.name,)).run()
+    Path(stage.export).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(Path(stage.export).parent / ".lock")):
+        if stage.ready:
+            return stage.export
+        recipe = copy.deepcopy(plan.recipe)
+        recipe["output_dir"] = str(stage_run_dir(stage))
+        Trainer(recipe, resume=True, progress=progress, only=(stage.name,)).run()
     return stage.export
 
 
