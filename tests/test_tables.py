@@ -3,7 +3,7 @@
 import pytest
 
 from sdjscc_phy.cli.main import main
-from sdjscc_phy.sweep.tables import pivot, to_csv, to_markdown
+from sdjscc_phy.sweep.tables import tabulate, to_csv, to_markdown
 
 CSV = """method,snr_db,seed,items,accuracy,accuracy_se,key
 sd,0,0,100,0.40,0.01,a
@@ -25,7 +25,7 @@ def results(tmp_path):
 def test_cells_average_seeds_and_differences_mark_no_significant_difference(results):
     from sdjscc_phy.sweep import read_rows
 
-    table = pivot(read_rows(str(results)), "accuracy")
+    table = tabulate(read_rows(str(results)), ["accuracy"])
     assert table.rows == ["sd", "deep"] and table.columns == [0, 5]
     sd0 = table.cells[("sd", 0)]
     assert sd0.mean == pytest.approx(0.42) and sd0.se == pytest.approx((0.01**2 + 0.02**2) ** 0.5)
@@ -36,7 +36,7 @@ def test_cells_average_seeds_and_differences_mark_no_significant_difference(resu
     text = to_markdown(diff, differences=True)
     assert "+22.00 ±" in text and "+1.00 ± 1.41 (n.s.)" in text  # percent points; 1.00 < 2 × 1.41
     assert "(n.s.)" not in text.split("|")[-4]  # the significant cell carries no mark
-    assert to_csv(table).splitlines()[1].startswith("sd,0,0.42")
+    assert to_csv(table).splitlines()[1].startswith("sd,0,accuracy,0.42")
 
 
 def test_cli_writes_markdown_and_rejects_unknown_names(results, tmp_path, capsys):
@@ -47,3 +47,11 @@ def test_cli_writes_markdown_and_rejects_unknown_names(results, tmp_path, capsys
     assert capsys.readouterr().err.strip() == "error: table: --versus 'nope' is not a method (have: sd, deep)"
     assert main(["table", str(results), "--y", "psnr"]) == 2
     assert "no column 'psnr'" in capsys.readouterr().err
+
+
+def test_several_metrics_are_the_columns(results, capsys):
+    assert main(["table", str(results), "--where", "snr_db=5", "--y", "accuracy", "--y", "accuracy_se"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| method \\ metric | accuracy (%) | accuracy_se |"
+    assert out[2] == "| sd | 50.00 ± 1.00 | 0.01 |"
+    assert main(["table", str(results), "--y", "accuracy", "--y", "accuracy_se", "--cols", "snr_db"]) == 2

@@ -1,5 +1,6 @@
-"""Pivot tables of a sweep's results: a metric's mean ± standard error, one row per method (or another
-column), one column per grid value, and optionally each method's difference to a reference method.
+"""Tables of a sweep's results: means ± standard errors, one row per method (or another column), and as
+columns either the values of a grid column (one metric) or several metrics (Table I style); optionally
+each row's difference to a reference row.
 
 Rows that differ only in ``over`` (seeds) are aggregated first (:func:`sdjscc_phy.sweep.stats.aggregate`).
 A difference ``a - b`` gets the standard error sqrt(se_a² + se_b²): conservative for methods evaluated on
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from sdjscc_phy.errors import JsccflowError
 from sdjscc_phy.sweep.stats import aggregate, select, verdict
 
-PERCENT = ("accuracy",)  # metrics shown in percent (points for differences)
+PERCENT = ("accuracy",)  # metrics shown in percent (percentage points for differences)
+METRIC_COLUMNS = "metric"  # the col_by of a table whose columns are metrics
 
 
 @dataclass(frozen=True)
@@ -28,15 +30,14 @@ class Cell:
 
 @dataclass
 class Table:
-    """``cells[(row, column)]``; ``rows``/``columns`` in first-seen order; ``scale`` 100 for percentages."""
+    """``cells[(row, column)]`` holds (row, column)'s metric; ``metrics[column]`` names it."""
 
-    y: str
     row_by: str
     col_by: str
     rows: list
     columns: list
     cells: dict
-    scale: float
+    metrics: dict
 
     def minus(self, reference) -> "Table":
         """Each other row minus row ``reference``, per column where both exist."""
@@ -50,15 +51,19 @@ class Table:
                 if row != reference and a and b:
                     cells[(f"{row} − {reference}", col)] = Cell(a.mean - b.mean, math.hypot(a.se, b.se))
         rows = list(dict.fromkeys(r for r, _ in cells))
-        return Table(self.y, self.row_by, self.col_by, rows, self.columns, cells, self.scale)
+        return Table(self.row_by, self.col_by, rows, self.columns, cells, self.metrics)
 
 
-def pivot(rows: list[dict], y: str, row_by: str = "method", col_by: str = "snr_db", where: dict | None = None,
-          over: tuple[str, ...] = ("seed",)) -> Table:
-    """The table of ``y`` (mean ± standard error over ``over`` and images) by ``row_by`` × ``col_by``."""
+def tabulate(rows: list[dict], ys: list[str] | tuple[str, ...], row_by: str = "method", col_by: str | None = "snr_db",
+             where: dict | None = None, over: tuple[str, ...] = ("seed",)) -> Table:
+    """One metric ``ys[0]`` by ``row_by`` × ``col_by``; or, with several ``ys`` (``col_by`` None), every
+    metric by ``row_by``. Cells: mean ± standard error over ``over`` and images."""
     if not rows:
         raise JsccflowError("table: the results table has no rows")
-    for column in (y, row_by, col_by, *(where or {})):
+    if len(ys) > 1 and col_by is not None:
+        raise JsccflowError("table: several --y metrics are the columns; do not also give --cols")
+    col_by = col_by if len(ys) == 1 and col_by is not None else None
+    for column in (*ys, row_by, *((col_by,) if col_by else ()), *(where or {})):
         if column not in rows[0]:
             raise JsccflowError(f"table: no column '{column}' (columns: {', '.join(rows[0])})")
     rows = select(rows, where)
@@ -69,44 +74,47 @@ def pivot(rows: list[dict], y: str, row_by: str = "method", col_by: str = "snr_d
         rows = aggregate(rows, over=over)
     cells: dict[tuple, Cell] = {}
     for row in rows:
-        value = row.get(y)
-        if not isinstance(value, (int, float)):
-            continue
-        key = (row[row_by], row[col_by])
-        if key in cells:
-            raise JsccflowError(f"table: several rows at {row_by}={key[0]}, {col_by}={key[1]}; pick rows with "
-                                f"--where COLUMN=VALUE or average more columns with --over")
-        se = row.get(f"{y}_se")
-        cells[key] = Cell(float(value), float(se) if isinstance(se, (int, float)) else math.nan)
+        for y in ys:
+            value = row.get(y)
+            if not isinstance(value, (int, float)):
+                continue
+            key = (row[row_by], row[col_by] if col_by else y)
+            if key in cells:
+                raise JsccflowError(f"table: several rows at {row_by}={key[0]}" + (f", {col_by}={key[1]}" if col_by else "")
+                                    + "; pick rows with --where COLUMN=VALUE or average more columns with --over")
+            se = row.get(f"{y}_se")
+            cells[key] = Cell(float(value), float(se) if isinstance(se, (int, float)) else math.nan)
     if not cells:
-        raise JsccflowError(f"table: no row has a number in '{y}'")
+        raise JsccflowError(f"table: no row has a number in {', '.join(repr(y) for y in ys)}")
     columns = list(dict.fromkeys(c for _, c in cells))
-    if all(isinstance(c, (int, float)) for c in columns):
+    if col_by and all(isinstance(c, (int, float)) for c in columns):
         columns.sort()
-    return Table(y, row_by, col_by, list(dict.fromkeys(r for r, _ in cells)), columns, cells,
-                 100.0 if y in PERCENT else 1.0)
+    metrics = {c: (ys[0] if col_by else c) for c in columns}
+    return Table(row_by, col_by or METRIC_COLUMNS, list(dict.fromkeys(r for r, _ in cells)), columns, cells, metrics)
 
 
 def to_markdown(table: Table, differences: bool = False, digits: int = 2) -> str:
-    """GitHub markdown: ``mean ± se`` per cell; with ``differences``, "(n.s.)" where |d| < 2 se."""
-    head = f"| {table.row_by} \\ {table.col_by} | " + " | ".join(map(str, table.columns)) + " |"
-    lines = [head, "|" + "---|" * (len(table.columns) + 1)]
+    """GitHub markdown: ``mean ± se`` per cell (accuracy in %); with ``differences``, "(n.s.)" where |d| < 2 se."""
+    names = [f"{c} (%)" if table.col_by == METRIC_COLUMNS and c in PERCENT else str(c) for c in table.columns]
+    lines = [f"| {table.row_by} \\ {table.col_by} | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
     for row in table.rows:
         texts = []
         for col in table.columns:
             cell = table.cells.get((row, col))
-            texts.append(_format(cell, table.scale, differences, digits) if cell else "–")
+            scale = 100.0 if table.metrics[col] in PERCENT else 1.0
+            texts.append(_format(cell, scale, differences, digits) if cell else "–")
         lines.append(f"| {row} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
 
 
-def to_csv(table: Table) -> str:
-    """Long form: row, column, mean, se (in the metric's own unit, not percent)."""
+def to_csv(table: Table, header: bool = True) -> str:
+    """Long form: row, column, metric, mean, se (in the metric's own unit, not percent)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([table.row_by, table.col_by, table.y, f"{table.y}_se"])
+    if header:
+        writer.writerow([table.row_by, table.col_by, "metric", "mean", "se"])
     for (row, col), cell in table.cells.items():
-        writer.writerow([row, col, cell.mean, cell.se])
+        writer.writerow([row, col, table.metrics[col], cell.mean, cell.se])
     return out.getvalue()
 
 
