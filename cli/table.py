@@ -39,7 +39,7 @@ def table(results: str, ys: tuple[str, ...], row_by: str, col_by: str, where: tu
     if col_by is None and len(ys) == 1:
         col_by = "snr_db"
     main = tabulate(read_rows(results), ys, row_by, col_by, selected, over)
-    diff = main.minus(versus) if versus else None
+    diff = main.minus(parse_assignment(f"versus={versus}", "--versus")[1]) if versus else None  # '1' -> 1
     text = to_markdown(main, digits=digits) + (("\n" + to_markdown(diff, True, digits)) if diff else "")
     click.echo(text, nl=False)
     if out:
