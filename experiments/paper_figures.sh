@@ -17,7 +17,8 @@ for f in ${figures[@]}; do
       jsccflow plot "$R/$f/results.csv" --x snr_db --y psnr_db --out "$R/$f/psnr"
       jsccflow table "$R/$f/results.csv" --versus deepjscc -o "$R/$f/accuracy.md" ;;
     table1)
-      jsccflow table "$R/$f/results.csv" --y accuracy --y f1_macro --y psnr_db --y ssim -o "$R/$f/table1.md" ;;
+      jsccflow table "$R/$f/results.csv" --y accuracy --y f1_macro --y psnr_db --y ssim --versus deepjscc --digits 3 \
+        -o "$R/$f/table1.md" ;;
     fig6_bpp)
       jsccflow plot "$R/$f/results.csv" --x bpp --y accuracy --over seed --over train_seed --out "$R/$f/accuracy"
       jsccflow table "$R/$f/results.csv" --cols bpp --over seed --over train_seed --versus sdjscc_nogsw \

@@ -5,13 +5,13 @@ import pytest
 from sdjscc_phy.cli.main import main
 from sdjscc_phy.sweep.tables import tabulate, to_csv, to_markdown
 
-CSV = """method,snr_db,seed,items,accuracy,accuracy_se,key
-sd,0,0,100,0.40,0.01,a
-sd,0,1,100,0.44,0.01,b
-sd,5,0,100,0.50,0.01,c
-deep,0,0,100,0.20,0.01,d
-deep,0,1,100,0.20,0.01,e
-deep,5,0,100,0.49,0.01,f
+CSV = """method,snr_db,seed,items,accuracy,accuracy_se,f1,key
+sd,0,0,100,0.40,0.01,0.40,a
+sd,0,1,100,0.44,0.01,0.50,b
+sd,5,0,100,0.50,0.01,0.45,c
+deep,0,0,100,0.20,0.01,0.20,d
+deep,0,1,100,0.20,0.01,0.20,e
+deep,5,0,100,0.49,0.01,0.49,f
 """
 
 
@@ -50,8 +50,8 @@ def test_cli_writes_markdown_and_rejects_unknown_names(results, tmp_path, capsys
 
 
 def test_several_metrics_are_the_columns(results, capsys):
-    assert main(["table", str(results), "--where", "snr_db=5", "--y", "accuracy", "--y", "accuracy_se"]) == 0
+    assert main(["table", str(results), "--where", "snr_db=0", "--y", "accuracy", "--y", "f1"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "| method \\ metric | accuracy (%) | accuracy_se |"
-    assert out[2] == "| sd | 50.00 ± 1.00 | 0.01 |"
-    assert main(["table", str(results), "--y", "accuracy", "--y", "accuracy_se", "--cols", "snr_db"]) == 2
+    assert out[0] == "| method \\ metric | accuracy (%) | f1 |"
+    assert out[2].startswith("| sd | 42.00 ± ") and out[2].endswith(" | 0.45 |")  # f1 has no SE: none shown
+    assert main(["table", str(results), "--y", "accuracy", "--y", "f1", "--cols", "snr_db"]) == 2

@@ -57,7 +57,8 @@ class Table:
 def tabulate(rows: list[dict], ys: list[str] | tuple[str, ...], row_by: str = "method", col_by: str | None = "snr_db",
              where: dict | None = None, over: tuple[str, ...] = ("seed",)) -> Table:
     """One metric ``ys[0]`` by ``row_by`` × ``col_by``; or, with several ``ys`` (``col_by`` None), every
-    metric by ``row_by``. Cells: mean ± standard error over ``over`` and images."""
+    metric by ``row_by``. Cells: mean ± standard error over ``over`` and images; metrics whose runs carry
+    no standard error (``f1_macro``) get none (NaN), not the seed spread alone."""
     if not rows:
         raise JsccflowError("table: the results table has no rows")
     if len(ys) > 1 and col_by is not None:
@@ -69,6 +70,7 @@ def tabulate(rows: list[dict], ys: list[str] | tuple[str, ...], row_by: str = "m
     rows = select(rows, where)
     if not rows:
         raise JsccflowError(f"table: no row matches {where}")
+    measured = {y for y in ys if any(isinstance(r.get(f"{y}_se"), (int, float)) for r in rows)}
     over = [c for c in over if c in rows[0] and c not in (row_by, col_by)]
     if over:
         rows = aggregate(rows, over=over)
@@ -82,7 +84,7 @@ def tabulate(rows: list[dict], ys: list[str] | tuple[str, ...], row_by: str = "m
             if key in cells:
                 raise JsccflowError(f"table: several rows at {row_by}={key[0]}" + (f", {col_by}={key[1]}" if col_by else "")
                                     + "; pick rows with --where COLUMN=VALUE or average more columns with --over")
-            se = row.get(f"{y}_se")
+            se = row.get(f"{y}_se") if y in measured else None  # no image-level SE: no error shown
             cells[key] = Cell(float(value), float(se) if isinstance(se, (int, float)) else math.nan)
     if not cells:
         raise JsccflowError(f"table: no row has a number in {', '.join(repr(y) for y in ys)}")
