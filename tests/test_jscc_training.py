@@ -89,3 +89,9 @@ def test_bandwidth_ratio_sets_the_rate(recipe_path):
     Trainer(load_recipe(recipe_path, overrides), progress=False, only=["mse"]).run()
     codec = load_codec(str(recipe_path.parent / "export" / "mse.pt"))
     assert codec.config.code_channels == 2  # 0.125 bpp = 2 code channels of 8x8: 128 bits, 64 QPSK symbols
+
+
+def test_effective_maps_counts_uniform_and_concentrated_weights():
+    assert gsw.effective_maps(torch.full((8,), 0.125)) == pytest.approx(8.0)
+    assert gsw.effective_maps(torch.tensor([1.0, 0.0, 0.0, 0.0])) == pytest.approx(1.0)
+    assert gsw.effective_maps(torch.tensor([0.5, 0.5, 0.0, 0.0])) == pytest.approx(2.0)

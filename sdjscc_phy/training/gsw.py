@@ -54,14 +54,20 @@ def semantic_weights(raw: torch.Tensor, tau: float, r: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def global_weights(classifier, batches, layer: str, mode: str, tau: float, r: float) -> torch.Tensor:
-    """Algorithm 1, step 2: W' ``[K]`` from W averaged over the given (images, labels) batches."""
+def mean_raw_weights(classifier, batches, layer: str, mode: str) -> torch.Tensor:
+    """W ``[K]`` (eq. 9 for mode ``paper``) averaged over the given (images, labels) batches."""
     total, count = None, 0
     for images, labels in batches:
         w = raw_weights(classifier, images, labels, layer, mode)
         total = w.sum(0) if total is None else total + w.sum(0)
         count += w.shape[0]
-    return semantic_weights(total / count, tau, r)
+    return total / count
+
+
+def effective_maps(weights: torch.Tensor) -> float:
+    """exp(entropy) of the weights normalised to sum 1: K for uniform weights, 1 for all on one map."""
+    p = weights / weights.sum()
+    return float(torch.exp(-(p * p.clamp_min(1e-30).log()).sum()))
 
 
 def semantic_loss(features_hat: torch.Tensor, features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

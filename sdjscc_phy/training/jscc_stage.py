@@ -103,10 +103,15 @@ class JsccStage(Stage):
         g = self.config["loss"]["gsw"]
         if g["mode"] == "off":
             return None
+        return gsw.semantic_weights(self.global_raw_weights(), g["tau"], g["r"])
+
+    def global_raw_weights(self) -> torch.Tensor:
+        """W ``[K]`` (before eq. 10) of this stage's GSW mode and layer over ``gsw.images`` training images."""
+        g = self.config["loss"]["gsw"]
         count = min(g["images"], len(self.train_set))
         pick = torch.randperm(len(self.train_set), generator=self.epoch_generator(-1, 3))[:count]
         batches = ((self.train_set.images[idx].float() / 255, self.train_set.labels[idx]) for idx in pick.split(250))
-        return gsw.global_weights(self.classifier, batches, self.config["loss"]["layer"], g["mode"], g["tau"], g["r"])
+        return gsw.mean_raw_weights(self.classifier, batches, self.config["loss"]["layer"], g["mode"])
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"codec": self.codec}
