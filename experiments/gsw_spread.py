@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
+from sdjscc_phy.errors import JsccflowError
 from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.training import gsw, load_recipe
 from sdjscc_phy.training.stages import STAGE_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _fail(message: str) -> None:
+    """A bad argument: one line on stderr, exit code 2 (as the jsccflow CLI)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main() -> None:
@@ -32,8 +40,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "experiments" / "results" / "sweeps" / "fig7_tau" / "gsw_spread.json"))
     args = parser.parse_args()
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    index = next(i for i, s in enumerate(recipe["stages"]) if s["name"] == args.stage)
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+    except JsccflowError as err:
+        _fail(str(err))
+    names = [s["name"] for s in recipe["stages"]]
+    if args.stage not in names:
+        _fail(f"{args.recipe}: no stage '{args.stage}' (stages: {', '.join(names)})")
+    index = names.index(args.stage)
     config = recipe["stages"][index]
     torch.set_num_threads(recipe["num_threads"] or torch.get_num_threads())
     stage = STAGE_KINDS[config["kind"]](config, recipe["seed"] + index)
