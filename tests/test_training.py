@@ -169,10 +169,19 @@ def test_recipe_errors_are_one_line_recipe_errors(recipe_path, override, message
     ("stages.clf.optimizer.bogus=1", "optimizer SGD"),
     ("stages.clf.schedule.kind=nope", "schedule.kind must be one of"),
     ("stages.clf.schedule.bogus=1", "no parameter 'bogus'"),
+    ("stages.clf.optimizer.clip_grad_norm=-1", "clip_grad_norm must be a positive number"),
 ])
 def test_optimizer_and_schedule_errors_are_recipe_errors(recipe_path, override, message):
     with pytest.raises(RecipeError, match=message):
         run(recipe_path, override)
+
+
+def test_clip_grad_norm_clips_the_global_gradient_norm_before_each_step(recipe_path):
+    plain, _ = run(recipe_path, "output_dir=plain")
+    loose, _ = run(recipe_path, "output_dir=loose", "stages.clf.optimizer.clip_grad_norm=1e9")
+    tight, _ = run(recipe_path, "output_dir=tight", "stages.clf.optimizer.clip_grad_norm=1e-6")
+    assert loose.step_losses == plain.step_losses  # a bound above every gradient norm changes nothing
+    assert tight.step_losses[0] == plain.step_losses[0] and tight.step_losses[1:] != plain.step_losses[1:]
 
 
 def test_overrides_parse_yaml_and_address_stages_by_name_or_index(recipe_path):
@@ -197,9 +206,11 @@ def test_classifier_features_and_logits_contract():
     x = torch.rand(2, 3, 32, 32, requires_grad=True)
     shapes = {layer: tuple(model.features(x, layer).shape) for layer in FEATURE_LAYERS}
     assert shapes == {"stem": (2, 24, 31, 31), "block1": (2, 8, 15, 15), "block2": (2, 16, 7, 7),
-                      "block3": (2, 24, 3, 3)}
-    feature, logits = model.forward_features(x, "block2")
-    assert torch.allclose(logits, model(x), atol=1e-5) and logits.shape == (2, 5)
+                      "block3": (2, 24, 3, 3), "pool": (2, 24, 1, 1)}
+    assert torch.equal(model.features(x, "pool"), model.features(x, "block3").amax(dim=(2, 3), keepdim=True))
+    for layer in ("block2", "pool"):
+        feature, logits = model.forward_features(x, layer)
+        assert torch.allclose(logits, model(x), atol=1e-5) and logits.shape == (2, 5)
     grad = torch.autograd.grad(logits[:, 0].sum(), feature)[0]  # GSW needs d y^c / d f_k (eq. 9)
     assert grad.shape == feature.shape and grad.abs().sum() > 0
     assert torch.allclose(model.predict(x), 0.5 * (model(x) + model(x.flip(-1))), atol=1e-5)

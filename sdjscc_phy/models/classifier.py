@@ -22,7 +22,8 @@ from sdjscc_phy.models.checkpoints import load_export
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-FEATURE_LAYERS = ("stem", "block1", "block2", "block3")
+# "pool" is block3 global-max-pooled ([B, K, 1, 1]): the representation the linear head reads.
+FEATURE_LAYERS = ("stem", "block1", "block2", "block3", "pool")
 SHIPPED_CHECKPOINT = "classifier_cifar10"
 EXPORT_FORMAT = "jsccflow-classifier"
 EXPORT_VERSION = 1
@@ -63,7 +64,8 @@ class CifarClassifier(nn.Module):
     ``logit_scale``: multiplies the logits (airbench's 1/9 keeps early softmax outputs soft);
     ``tta_flip``: :meth:`predict` averages the logits of the image and its horizontal mirror.
     Feature maps for an input ``[B, 3, 32, 32]``: ``stem`` ``[B, 24, 31, 31]``, ``block1``
-    ``[B, w1, 15, 15]``, ``block2`` ``[B, w2, 7, 7]``, ``block3`` ``[B, w3, 3, 3]``.
+    ``[B, w1, 15, 15]``, ``block2`` ``[B, w2, 7, 7]``, ``block3`` ``[B, w3, 3, 3]``, ``pool``
+    ``[B, w3, 1, 1]``.
     """
 
     def __init__(
@@ -118,18 +120,18 @@ class CifarClassifier(nn.Module):
             x = getattr(self, name)(x)
             if stop == name:
                 return x
-        return x
+        return torch.amax(x, dim=(2, 3), keepdim=True)
 
     def _head(self, feature: torch.Tensor, layer: str) -> torch.Tensor:
         x = feature
-        for name in FEATURE_LAYERS[FEATURE_LAYERS.index(layer) + 1:]:
+        for name in FEATURE_LAYERS[FEATURE_LAYERS.index(layer) + 1:-1]:
             x = getattr(self, name)(x)
         x = torch.amax(x, dim=(2, 3))
         return self.head(x) * self.logit_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes]`` of images ``x`` (float [0, 1], ``[B, 3, H, W]``)."""
-        return self._head(self._trunk(x, "block3"), "block3")
+        return self._head(self._trunk(x, "pool"), "pool")
 
     def features(self, x: torch.Tensor, layer: str = "block3") -> torch.Tensor:
         """Feature maps ``f_k`` of ``layer`` (one of :data:`FEATURE_LAYERS`), ``[B, K, M, N]`` (eq. 8)."""

@@ -66,15 +66,33 @@ def schedule_factor(config: dict, where: str) -> Callable[[int, int], float]:
     return lambda step, total: fn(step, total, **params)
 
 
+def clip_grad_norm(config: dict, where: str) -> float | None:
+    """The optimizer section's ``clip_grad_norm``: the gradients' global L2 norm is clipped to it before
+    every step (``torch.nn.utils.clip_grad_norm_``); ``None`` (the default) clips nothing."""
+    value = config.get("clip_grad_norm")
+    if value is None:
+        return None
+    try:  # PyYAML reads '1e-3' (no dot) as a string
+        number = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        raise RecipeError(f"{where}: optimizer.clip_grad_norm must be a positive number; got {value!r}")
+    return number
+
+
 def build_optimizer(config: dict, groups: dict[str, list[torch.nn.Parameter]], where: str) -> torch.optim.Optimizer:
     """A ``torch.optim`` optimiser from ``{name: SGD, lr: ..., <kwargs>, group_scales: {group: {key: factor}}}``.
 
+    ``clip_grad_norm`` (read by the trainer, see :func:`clip_grad_norm`) is not an optimiser argument.
     ``group_scales`` multiplies the given hyper-parameters (e.g. ``lr``, ``weight_decay``) of one named
     parameter group; groups come from the stage's ``parameter_groups()``.
     """
     config = dict(config)
     name = config.pop("name", None)
     scales = config.pop("group_scales", None) or {}
+    clip_grad_norm(config, where)
+    config.pop("clip_grad_norm", None)
     if name not in OPTIMIZERS:
         raise RecipeError(f"{where}: optimizer.name must be a torch.optim optimiser (e.g. SGD, AdamW); got '{name}'")
     unknown = sorted(set(scales) - set(groups))

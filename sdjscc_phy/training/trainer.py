@@ -26,7 +26,7 @@ from sdjscc_phy.training.checkpoint import (
     TRAIN_FORMAT, TRAIN_VERSION, atomic_torch_save, code_version, load_checkpoint, rng_state, seed_everything,
     set_rng_state,
 )
-from sdjscc_phy.training.optim import build_optimizer, schedule_factor
+from sdjscc_phy.training.optim import build_optimizer, clip_grad_norm, schedule_factor
 from sdjscc_phy.training.recipe import load_recipe
 from sdjscc_phy.training.stages import STAGE_KINDS, Stage
 
@@ -106,6 +106,8 @@ class Trainer:
     def _train_loop(self, stage, config, modules, optimizer, factor, state, batches, total_steps, ckpt_path):
         name, epochs = config["name"], config["epochs"]
         every = config["checkpoint_every_steps"]
+        max_norm = clip_grad_norm(config["optimizer"], f"recipe: stage '{name}'")
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
         bar = tqdm(
             total=total_steps, initial=state["global_step"], desc=name, unit="step", disable=not self.progress,
             mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True,
@@ -128,6 +130,8 @@ class Trainer:
                                             f"loss is {loss_value}; {_kept(ckpt_path)}")
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    if max_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
                     optimizer.step()
                     state["global_step"] += 1
                     state["step_in_epoch"] = i + 1
