@@ -206,9 +206,9 @@ def test_classifier_features_and_logits_contract():
     x = torch.rand(2, 3, 32, 32, requires_grad=True)
     shapes = {layer: tuple(model.features(x, layer).shape) for layer in FEATURE_LAYERS}
     assert shapes == {"stem": (2, 24, 31, 31), "block1": (2, 8, 15, 15), "block2": (2, 16, 7, 7),
-                      "block3": (2, 24, 3, 3), "pool": (2, 24, 1, 1)}
+                      "block3": (2, 24, 3, 3), "pool": (2, 24, 1, 1), "logits": (2, 5, 1, 1)}
     assert torch.equal(model.features(x, "pool"), model.features(x, "block3").amax(dim=(2, 3), keepdim=True))
-    for layer in ("block2", "pool"):
+    for layer in FEATURE_LAYERS:
         feature, logits = model.forward_features(x, layer)
         assert torch.allclose(logits, model(x), atol=1e-5) and logits.shape == (2, 5)
     grad = torch.autograd.grad(logits[:, 0].sum(), feature)[0]  # GSW needs d y^c / d f_k (eq. 9)

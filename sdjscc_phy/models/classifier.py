@@ -22,8 +22,10 @@ from sdjscc_phy.models.checkpoints import load_export
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-# "pool" is block3 global-max-pooled ([B, K, 1, 1]): the representation the linear head reads.
-FEATURE_LAYERS = ("stem", "block1", "block2", "block3", "pool")
+# "pool" is block3 global-max-pooled ([B, K, 1, 1]): the representation the linear head reads;
+# "logits" are the class scores as C maps of 1 x 1 (eq. 13 on them is logit matching).
+FEATURE_LAYERS = ("stem", "block1", "block2", "block3", "pool", "logits")
+_CONV_GROUPS = ("block1", "block2", "block3")
 SHIPPED_CHECKPOINT = "classifier_cifar10"
 EXPORT_FORMAT = "jsccflow-classifier"
 EXPORT_VERSION = 1
@@ -65,7 +67,7 @@ class CifarClassifier(nn.Module):
     ``tta_flip``: :meth:`predict` averages the logits of the image and its horizontal mirror.
     Feature maps for an input ``[B, 3, 32, 32]``: ``stem`` ``[B, 24, 31, 31]``, ``block1``
     ``[B, w1, 15, 15]``, ``block2`` ``[B, w2, 7, 7]``, ``block3`` ``[B, w3, 3, 3]``, ``pool``
-    ``[B, w3, 1, 1]``.
+    ``[B, w3, 1, 1]``, ``logits`` ``[B, num_classes, 1, 1]``.
     """
 
     def __init__(
@@ -116,22 +118,30 @@ class CifarClassifier(nn.Module):
         x = F.gelu(self.whiten(self._normalise(x)))
         if stop == "stem":
             return x
-        for name in ("block1", "block2", "block3"):
+        for name in _CONV_GROUPS:
             x = getattr(self, name)(x)
             if stop == name:
                 return x
-        return torch.amax(x, dim=(2, 3), keepdim=True)
+        x = torch.amax(x, dim=(2, 3), keepdim=True)
+        if stop == "pool":
+            return x
+        return (self.head(x.flatten(1)) * self.logit_scale)[:, :, None, None]
 
     def _head(self, feature: torch.Tensor, layer: str) -> torch.Tensor:
+        """Logits ``[B, C]`` from the feature maps of ``layer``."""
+        if layer == "logits":
+            return feature.flatten(1)
         x = feature
-        for name in FEATURE_LAYERS[FEATURE_LAYERS.index(layer) + 1:-1]:
-            x = getattr(self, name)(x)
+        if layer != "pool":
+            start = 0 if layer == "stem" else _CONV_GROUPS.index(layer) + 1
+            for name in _CONV_GROUPS[start:]:
+                x = getattr(self, name)(x)
         x = torch.amax(x, dim=(2, 3))
         return self.head(x) * self.logit_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, num_classes]`` of images ``x`` (float [0, 1], ``[B, 3, H, W]``)."""
-        return self._head(self._trunk(x, "pool"), "pool")
+        return self._trunk(x).flatten(1)
 
     def features(self, x: torch.Tensor, layer: str = "block3") -> torch.Tensor:
         """Feature maps ``f_k`` of ``layer`` (one of :data:`FEATURE_LAYERS`), ``[B, K, M, N]`` (eq. 8)."""
