@@ -41,11 +41,23 @@ def recipe_path(tmp_path) -> Path:
 
 def test_two_stages_train_export_and_reload(recipe_path):
     results = Trainer(load_recipe(recipe_path), progress=False).run()
-    assert set(results["mse"]) == {"val_psnr_db", "val_mse"}
+    assert set(results["mse"]) == {"val_psnr_db", "val_mse", "val_saturated"}
     assert {"val_psnr_db", "val_mse", "val_acc"} <= set(results["sem"])
     codec = load_codec(str(recipe_path.parent / "export" / "sem.pt"))
     assert codec.config.code_channels == 4 and codec.link["channel"] == "rayleigh"
     assert codec.metadata["metrics"]["val_acc"] == results["sem"]["val_acc"]
+
+
+def test_val_saturated_reports_an_encoder_stuck_in_the_sigmoid_tails(recipe_path):
+    from sdjscc_phy.training.stages import STAGE_KINDS
+
+    recipe = load_recipe(recipe_path)
+    stage = STAGE_KINDS["jscc"](recipe["stages"][0], seed=0)
+    stage.setup()
+    assert stage.evaluate()["val_saturated"] < 0.5  # a fresh encoder sits near e = 0.5
+    with torch.no_grad():
+        stage.codec.encoder.net[-1].bias.copy_(torch.tensor([40.0, -40.0, 40.0, -40.0]))
+    assert stage.evaluate()["val_saturated"] == 1.0
 
 
 @pytest.mark.parametrize("mode", ["paper", "off"])

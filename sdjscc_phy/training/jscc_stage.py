@@ -167,12 +167,18 @@ class JsccStage(Stage):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """PSNR (mean of per-image PSNR), MSE and, with a classifier, accuracy at the training SNR."""
+        """PSNR (mean of per-image PSNR), MSE and, with a classifier, accuracy at the training SNR.
+
+        ``val_saturated``: the fraction of encoder outputs e within 0.01 of 0 or 1. The sigmoid passes
+        (almost) no gradient there, so a value near 1 means the encoder has stopped learning (a collapse
+        seen with too high a learning rate: PSNR then falls and does not recover).
+        """
         self.codec.eval()
         noise = self.epoch_generator(-2, stream=7)  # the same channel realisations after every epoch
-        psnr_sum, mse_sum, correct = 0.0, 0.0, 0
+        psnr_sum, mse_sum, correct, saturated = 0.0, 0.0, 0, 0.0
         for images, labels in self.val_set.iter_batches(self.config["eval_batch_size"]):
             x = images.float() / 255
+            saturated += float(((self.codec.encoder(x) - 0.5).abs() > 0.49).float().mean(dim=1).sum())
             x_hat = self.reconstruct(x, noise).float().clamp(0, 1)
             mse = (x_hat - x).square().mean(dim=(1, 2, 3))
             mse_sum += float(mse.sum())
@@ -181,7 +187,7 @@ class JsccStage(Stage):
                 correct += int((self.classifier.predict(x_hat).argmax(1) == labels).sum())
         self.codec.train()
         n = len(self.val_set)
-        metrics = {"val_psnr_db": psnr_sum / n, "val_mse": mse_sum / n}
+        metrics = {"val_psnr_db": psnr_sum / n, "val_mse": mse_sum / n, "val_saturated": saturated / n}
         if self.classifier is not None:
             metrics["val_acc"] = correct / n
         return {k: v for k, v in metrics.items() if math.isfinite(v)}
