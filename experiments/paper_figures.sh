@@ -20,9 +20,10 @@ for f in ${figures[@]}; do
       jsccflow table "$R/$f/results.csv" --y accuracy --y f1_macro --y psnr_db --y ssim --versus deepjscc --digits 3 \
         -o "$R/$f/table1.md" ;;
     fig6_bpp)
-      jsccflow plot "$R/$f/results.csv" --x bpp --y accuracy --over seed --over train_seed --out "$R/$f/accuracy"
-      jsccflow table "$R/$f/results.csv" --cols bpp --over seed --over train_seed --versus sdjscc_nogsw \
-        -o "$R/$f/accuracy.md" ;;
+      jsccflow plot "$R/$f/results.csv" --x bpp --y accuracy --by method --by train_seed --out "$R/$f/accuracy"
+      { jsccflow table "$R/$f/results.csv" --cols bpp --where train_seed=0 --versus sdjscc_nogsw; echo
+        jsccflow table "$R/$f/results.csv" --cols train_seed --where bpp=0.25 --versus sdjscc_nogsw; } \
+        > "$R/$f/accuracy.md" ;;
     fig7_tau)
       jsccflow plot "$R/$f/results.csv" --x tau --y accuracy --out "$R/$f/accuracy"
       jsccflow table "$R/$f/results.csv" --rows tau --cols method --versus 1 -o "$R/$f/accuracy.md" ;;
