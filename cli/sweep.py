@@ -36,6 +36,6 @@ def sweep(sweep_file: str, jobs: int, executor: str, scheduler: str | None, outp
         click.echo(f"{sweep_file}: OK, {len(listed)} points ({pending} pending) -> {spec.output}")
         return
     show_progress = sys.stderr.isatty() if progress is None else progress
-    summary = run_sweep(spec, jobs=jobs, executor=executor, scheduler=scheduler, progress=show_progress)
+    summary = run_sweep(spec, jobs=jobs, executor=executor, scheduler=scheduler, progress=show_progress, report=True)
     click.echo(f"{sweep_file}: {summary.ran} points run, {summary.skipped} already done, "
                f"{summary.trained} model stages trained -> {summary.csv_path}")

@@ -18,11 +18,12 @@ from sdjscc_phy.training import train as run_training
 @click.option("--resume", is_flag=True, help="Continue every stage from its last checkpoint in output_dir.")
 @click.option("--stage", "stages", multiple=True, metavar="NAME",
               help="Train only this stage (repeatable); stages it loads from must have been exported.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (default: on when stderr is a terminal); one line per epoch is printed either way.")
 def train(recipe: str, overrides: tuple[str, ...], resume: bool, stages: tuple[str, ...], progress: bool | None) -> None:
     """Train the stages of RECIPE (a YAML file); checkpoints and CSV logs go to its output_dir."""
     show_progress = sys.stderr.isatty() if progress is None else progress
-    results = run_training(recipe, list(overrides), resume=resume, progress=show_progress, only=stages)
+    results = run_training(recipe, list(overrides), resume=resume, progress=show_progress, only=stages, report=True)
     table = Table(title=f"{recipe}: final validation metrics")
     table.add_column("stage")
     table.add_column("metric")

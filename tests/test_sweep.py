@@ -70,9 +70,10 @@ def test_product_and_zip_grids_expand_in_file_order(write_sweep):
     assert len({p.key for p in sweep.points}) == 5
 
 
-def test_sweep_writes_one_tidy_row_per_point_and_a_full_json_record(write_sweep, tmp_path):
+def test_sweep_writes_one_tidy_row_per_point_and_a_full_json_record(write_sweep, tmp_path, capsys):
     path = write_sweep(BER_SWEEP)
     assert main(["sweep", path, "--no-progress"]) == 0
+    assert "point 12/12 done: " in capsys.readouterr().err  # without a bar (a log file), one line per point
     rows = csv_rows(tmp_path / "out" / "results.csv")
     assert len(rows) == 12
     assert list(rows[0])[:5] == ["method", "snr_db", "seed", "items", "ber"]

@@ -237,6 +237,7 @@ def test_click_train_command_runs_a_recipe(recipe_path):
     result = CliRunner().invoke(train_command, [str(recipe_path), "--set", "stages.clf.epochs=1", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "val_acc" in result.output
+    assert "clf epoch 1/1: train_loss=" in result.stderr  # without a bar (e.g. a log file), one line per epoch
     result = CliRunner().invoke(train_command, [str(recipe_path), "--set", "stages.clf.bogus=1"])
     assert isinstance(result.exception, RecipeError)
 

@@ -13,6 +13,7 @@ import functools
 import multiprocessing
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -246,8 +247,14 @@ def prepare(sweep: Sweep) -> tuple[dict[TrainSpec, ModelPlan], ResultStore]:
 
 
 def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler: str | None = None,
-              progress: bool = True, callbacks: list[PointCallback] | tuple[PointCallback, ...] = ()) -> SweepSummary:
-    """Run every point of ``sweep`` not finished yet (training the models they need first)."""
+              progress: bool = True, callbacks: list[PointCallback] | tuple[PointCallback, ...] = (),
+              report: bool | None = None) -> SweepSummary:
+    """Run every point of ``sweep`` not finished yet (training the models they need first).
+
+    ``progress``: a bar over points; ``report`` (default: as ``progress``): one stderr line per trained
+    model and, without a bar, per finished point (a log file then shows how the sweep goes).
+    """
+    report = progress if report is None else report
     plans, store = prepare(sweep)
     pending = [p for p in sweep.points if not store.done(p.key)]
     order = [p.key for p in sweep.points]
@@ -263,10 +270,10 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler
     pool = _executor(executor, jobs, scheduler)
     cancel = True
     try:
-        _train_waves(pool, stages, threads, progress)
+        _train_waves(pool, stages, threads, report)
         with tqdm(total=len(sweep.points), initial=len(sweep.points) - len(pending), unit="point", desc="sweep",
                   disable=not progress, dynamic_ncols=True) as bar:
-            futures = {}
+            futures, finished = {}, len(sweep.points) - len(pending)
             for point in pending:
                 future = pool.submit(run_point, point.flowgraph, point_overrides(point, plans), threads)
                 futures[future] = point
@@ -277,6 +284,9 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler
                 store.add(record, order)
                 bar.update(1)
                 bar.set_postfix_str(point.label(), refresh=False)
+                finished += 1
+                if report and not progress:
+                    print(f"point {finished}/{len(sweep.points)} done: {point.label()}", file=sys.stderr, flush=True)
                 for callback in callbacks:
                     callback(record)
         cancel = False
@@ -300,7 +310,7 @@ def _stages_to_train(points: list[Point], plans: dict[TrainSpec, ModelPlan]) -> 
     return sorted(out, key=lambda item: item[1].index)
 
 
-def _train_waves(pool, stages: list[tuple[ModelPlan, StagePlan]], threads: int | None, progress: bool) -> None:
+def _train_waves(pool, stages: list[tuple[ModelPlan, StagePlan]], threads: int | None, report: bool) -> None:
     """Train stages wave by wave (a wave = one recipe position), each wave's stages in parallel."""
     waves: dict[int, list] = {}
     for plan, stage in stages:
@@ -310,8 +320,8 @@ def _train_waves(pool, stages: list[tuple[ModelPlan, StagePlan]], threads: int |
         futures = [pool.submit(train_model_stage, plan, stage, threads) for plan, stage in waves[index]]
         for future in pool.as_completed(futures):
             path = future.result()
-            if progress:
-                tqdm.write(f"trained {path} ({time.perf_counter() - began:.0f} s)")
+            if report:
+                tqdm.write(f"trained {path} ({time.perf_counter() - began:.0f} s)", file=sys.stderr)
 
 
 def _record(point: Point, plans: dict[TrainSpec, ModelPlan], result: dict) -> dict:

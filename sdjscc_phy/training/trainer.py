@@ -45,7 +45,10 @@ class Trainer:
         progress: bool = True,
         callbacks: tuple[StepCallback, ...] | list[StepCallback] = (),
         only: tuple[str, ...] | list[str] = (),
+        report: bool | None = None,
     ):
+        """``progress``: the step progress bar; ``report`` (default: as ``progress``): one line per epoch,
+        resume and export on stderr, also without a bar (a log file then shows how training goes)."""
         names = [stage["name"] for stage in recipe["stages"]]
         unknown = [name for name in only if name not in names]
         if unknown:
@@ -54,6 +57,7 @@ class Trainer:
         self.recipe = recipe
         self.resume = resume
         self.progress = progress
+        self.report = progress if report is None else report
         self.callbacks = list(callbacks)
         self.output_dir = Path(recipe["output_dir"])
         self.step_losses: list[tuple[int, float]] = []  # (global step, loss) of the steps run by this process
@@ -171,8 +175,8 @@ class Trainer:
         return {stage.MONITOR: f"{value:.4f}"} if value is not None else {}
 
     def _say(self, line: str) -> None:
-        if self.progress:
-            tqdm.write(line)
+        if self.report:
+            tqdm.write(line, file=sys.stderr)
 
     def _save(self, path: Path, config: dict, modules: dict, optimizer, state: dict) -> None:
         """Write ``last.pt``; parameters that went non-finite (a diverging step) never replace a good one."""
@@ -260,8 +264,9 @@ def train(
     progress: bool = True,
     callbacks: tuple[StepCallback, ...] | list[StepCallback] = (),
     only: tuple[str, ...] | list[str] = (),
+    report: bool | None = None,
 ) -> dict[str, dict[str, float]]:
     """Load ``recipe_path`` with ``KEY=VALUE`` overrides and train it (only the stages named in ``only``,
     if given); final metrics per stage."""
     recipe = load_recipe(recipe_path, overrides)
-    return Trainer(recipe, resume=resume, progress=progress, callbacks=callbacks, only=only).run()
+    return Trainer(recipe, resume=resume, progress=progress, callbacks=callbacks, only=only, report=report).run()
