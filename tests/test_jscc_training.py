@@ -67,6 +67,11 @@ def test_every_gsw_mode_trains_per_batch(recipe_path, mode):
     assert np.isfinite(results["sem"]["val_mse"])
 
 
+def test_unknown_feature_layer_is_a_recipe_error(recipe_path):
+    with pytest.raises(RecipeError, match="stage 'sem': loss.layer must be one of .*got 'bogus'"):
+        Trainer(load_recipe(recipe_path, ["stages.sem.loss.layer=bogus"]), progress=False).run()
+
+
 def test_semantic_loss_needs_a_classifier(recipe_path):
     with pytest.raises(RecipeError, match="loss.kind 'semantic' needs 'classifier'"):
         Trainer(load_recipe(recipe_path, ["stages.sem.classifier=null"]), progress=False).run()

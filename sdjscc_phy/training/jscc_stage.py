@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sdjscc_phy.errors import JsccflowError, RecipeError
-from sdjscc_phy.models.classifier import load_classifier
+from sdjscc_phy.models.classifier import FEATURE_LAYERS, load_classifier
 from sdjscc_phy.models.jscc import (
     JsccCodec, JsccConfig, bpp_for_bandwidth_ratio, code_channels_for_bpp, export_codec, load_codec,
 )
@@ -71,6 +71,8 @@ class JsccStage(Stage):
             raise RecipeError(f"{where}: loss.kind must be one of {LOSS_KINDS}; got '{loss['kind']}'")
         if loss["kind"] in ("semantic", "contrastive") and not cfg["classifier"]:
             raise RecipeError(f"{where}: loss.kind '{loss['kind']}' needs 'classifier' (a classifier checkpoint)")
+        if loss["kind"] in ("semantic", "contrastive") and loss["layer"] not in FEATURE_LAYERS:
+            raise RecipeError(f"{where}: loss.layer must be one of {FEATURE_LAYERS}; got {loss['layer']!r}")
         if not float(loss["temperature"]) > 0:
             raise RecipeError(f"{where}: loss.temperature must be > 0; got {loss['temperature']!r}")
         if loss["gsw"]["mode"] is False:  # YAML reads an unquoted `off` as false
