@@ -136,10 +136,14 @@ class JsccStage(Stage):
     def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None,
                     snr_db: float | None = None) -> torch.Tensor:
         """x' = D(demap(channel(map(Q(E(x)))))) on the differentiable path."""
-        e = self.codec.encoder(images)
+        return self.receive(self.codec.encoder(images), images.shape[-2:], generator, snr_db)
+
+    def receive(self, e: torch.Tensor, size: tuple[int, int], generator: torch.Generator | None,
+                snr_db: float | None = None) -> torch.Tensor:
+        """x' = D(demap(channel(map(Q(e))))) for encoder outputs ``e`` of images of ``size`` (H, W)."""
         with torch.autocast("cpu", enabled=False):  # the link's complex arithmetic stays in float32
             soft_bits = transmit_soft_bits(e.float(), self.link, generator, snr_db)
-        return self.codec.decoder(soft_bits, images.shape[-2], images.shape[-1])
+        return self.codec.decoder(soft_bits, *size)
 
     def training_loss(self, batch) -> torch.Tensor:
         images, labels, noise = batch
@@ -180,8 +184,9 @@ class JsccStage(Stage):
         psnr_sum, mse_sum, correct, saturated = 0.0, 0.0, 0, 0.0
         for images, labels in self.val_set.iter_batches(self.config["eval_batch_size"]):
             x = images.float() / 255
-            saturated += float(((self.codec.encoder(x) - 0.5).abs() > 0.49).float().mean(dim=1).sum())
-            x_hat = self.reconstruct(x, noise).float().clamp(0, 1)
+            e = self.codec.encoder(x)
+            saturated += float(((e - 0.5).abs() > 0.49).float().mean(dim=1).sum())
+            x_hat = self.receive(e, x.shape[-2:], noise).float().clamp(0, 1)
             mse = (x_hat - x).square().mean(dim=(1, 2, 3))
             mse_sum += float(mse.sum())
             psnr_sum += float((-10 * torch.log10(mse.clamp_min(1e-10))).sum())
