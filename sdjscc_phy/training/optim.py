@@ -91,7 +91,6 @@ def build_optimizer(config: dict, groups: dict[str, list[torch.nn.Parameter]], w
     config = dict(config)
     name = config.pop("name", None)
     scales = config.pop("group_scales", None) or {}
-    clip_grad_norm(config, where)
     config.pop("clip_grad_norm", None)
     if name not in OPTIMIZERS:
         raise RecipeError(f"{where}: optimizer.name must be a torch.optim optimiser (e.g. SGD, AdamW); got '{name}'")

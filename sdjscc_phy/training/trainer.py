@@ -88,6 +88,7 @@ class Trainer:
         stage.setup()
         modules = stage.modules()
         optimizer = build_optimizer(config["optimizer"], stage.parameter_groups(), f"recipe: {where}")
+        max_norm = clip_grad_norm(config["optimizer"], f"recipe: {where}")
         factor = schedule_factor(config["schedule"], f"recipe: {where}")
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "finished": False, "history": [],
                  "metrics": {}, "epoch_loss_sum": 0.0, "epoch_loss_count": 0, "epoch_time": 0.0}
@@ -97,7 +98,8 @@ class Trainer:
         batches = stage.num_batches()
         total_steps = config["epochs"] * batches
         if not state["finished"]:
-            self._train_loop(stage, config, modules, optimizer, factor, state, batches, total_steps, ckpt_path)
+            self._train_loop(stage, config, modules, optimizer, max_norm, factor, state, batches, total_steps,
+                             ckpt_path)
         if config["export"] and (not Path(config["export"]).exists() or not state.get("exported")):
             stage.export(Path(config["export"]), {
                 "metrics": state["metrics"], "recipe": config, "seed": seed, "code_version": code_version(),
@@ -107,10 +109,10 @@ class Trainer:
             self._say(f"{name}: exported {config['export']}")
         return state["metrics"]
 
-    def _train_loop(self, stage, config, modules, optimizer, factor, state, batches, total_steps, ckpt_path):
+    def _train_loop(self, stage, config, modules, optimizer, max_norm, factor, state, batches, total_steps,
+                    ckpt_path):
         name, epochs = config["name"], config["epochs"]
         every = config["checkpoint_every_steps"]
-        max_norm = clip_grad_norm(config["optimizer"], f"recipe: stage '{name}'")
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         bar = tqdm(
             total=total_steps, initial=state["global_step"], desc=name, unit="step", disable=not self.progress,
