@@ -136,6 +136,42 @@ def test_changing_a_point_reruns_only_that_point(write_sweep, tmp_path):
     assert (summary.skipped, summary.ran) == (8, 4)
 
 
+def test_retrained_checkpoint_or_edited_flowgraph_reruns_the_points_that_read_it(write_sweep, tmp_path):
+    import torch
+
+    from sdjscc_phy.models.classifier import CifarClassifier, export_classifier
+    from sdjscc_phy.models.jscc import JsccCodec, JsccConfig, export_codec
+
+    def export(seed: int, name: str) -> str:
+        torch.manual_seed(seed)
+        export_codec(JsccCodec(JsccConfig(code_channels=4, width=16)), tmp_path / name, {"snr_db": 5.0}, {})
+        return str(tmp_path / name)
+
+    export_classifier(CifarClassifier(widths=(8, 8, 8)), tmp_path / "clf.pt", [f"c{i}" for i in range(10)], {})
+    codec_a, codec_b = export(0, "a.pt"), export(1, "b.pt")
+    ber_flowgraph = tmp_path / "ber.yaml"
+    ber_flowgraph.write_text(BER_FLOWGRAPH.read_text())
+    path = write_sweep(f"""\
+        output: out
+        set: {{options.max_items: 8, options.batch_size: 8}}
+        methods:
+          a: {{flowgraph: {REPO / "flowgraphs" / "sdjscc_awgn.yaml"},
+              set: {{enc.checkpoint: {codec_a}, dec.checkpoint: {codec_a}, task.checkpoint: {tmp_path / "clf.pt"}}}}}
+          b: {{flowgraph: {REPO / "flowgraphs" / "sdjscc_awgn.yaml"},
+              set: {{enc.checkpoint: {codec_b}, dec.checkpoint: {codec_b}, task.checkpoint: {tmp_path / "clf.pt"}}}}}
+          ber: {{flowgraph: {ber_flowgraph}}}
+        grid: {{product: {{snr_db: [5]}}}}
+        """)
+    assert run_sweep(load_sweep(path), progress=False).ran == 3
+    records = {r["method"]: r for r in map(json.loads, map(Path.read_text, (tmp_path / "out" / "points").glob("*")))}
+    assert "../a.pt" in records["a"]["inputs"] and "../ber.yaml" in records["ber"]["inputs"]  # relative to out/
+    export(2, "a.pt")  # codec a retrained: only its point reruns
+    assert (lambda s: (s.skipped, s.ran))(run_sweep(load_sweep(path), progress=False)) == (2, 1)
+    ber_flowgraph.write_text(ber_flowgraph.read_text() + "\n# edited\n")
+    assert (lambda s: (s.skipped, s.ran))(run_sweep(load_sweep(path), progress=False)) == (2, 1)
+    assert (lambda s: (s.skipped, s.ran))(run_sweep(load_sweep(path), progress=False)) == (3, 0)
+
+
 def test_sweep_file_errors_are_one_line_each_with_file_and_line_and_exit_2(write_sweep, tmp_path, capsys):
     path = write_sweep(f"""\
         output: out

@@ -26,7 +26,7 @@ import sdjscc_phy
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
 from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.sweep.models import ModelPlan, StagePlan, plan_model, train_stage, write_standin
-from sdjscc_phy.sweep.spec import Point, Sweep, SweepError, TrainSpec
+from sdjscc_phy.sweep.spec import Point, Sweep, SweepError, TrainSpec, file_digest
 from sdjscc_phy.sweep.store import ResultStore
 
 EXECUTORS = ("local", "dask")
@@ -134,9 +134,20 @@ def run_point(flowgraph: str, overrides: list[str], threads: int | None) -> dict
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     fg = load_flowgraph(flowgraph, overrides)
+    inputs = {path: file_digest(path) for path in input_files(fg)}
     result = run_flowgraph(fg)
     return {"options": vars(fg.options), "variables": fg.variables, "metrics": result.metrics,
-            "items": result.items, "seconds": round(result.seconds, 3)}
+            "items": result.items, "seconds": round(result.seconds, 3), "inputs": inputs}
+
+
+def input_files(fg) -> list[str]:
+    """The files a point's result depends on besides its overrides: the flowgraph and every checkpoint
+    its blocks load (a shipped name resolved to its file), so retraining a checkpoint reruns its points."""
+    from sdjscc_phy.models.checkpoints import resolve_checkpoint
+
+    checkpoints = {str(resolve_checkpoint(b.p.checkpoint).resolve()) for b in fg.blocks.values()
+                   if isinstance(getattr(b.p, "checkpoint", None), str)}
+    return [os.path.abspath(fg.path), *sorted(checkpoints)]
 
 
 def train_model_stage(plan: ModelPlan, stage: StagePlan, threads: int | None) -> str:

@@ -5,7 +5,8 @@ overrides and options, seed, code version, trained checkpoint, metrics); it is w
 the point finishes, so it is the record of what is done. ``<output>/results.csv`` (one row per point:
 method, grid variables, seed, metrics) is rewritten atomically from those records after each point, in
 the sweep's point order. A killed sweep therefore loses at most the points that were running, and a
-restarted one skips every point whose record exists.
+restarted one skips every point whose record exists and whose input files (the flowgraph, the checkpoints
+it loaded: ``inputs``, paths relative to the output folder, with their SHA-256) are unchanged.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 from sdjscc_phy.errors import JsccflowError
 from sdjscc_phy.io.results import write_bytes_atomic, write_json_atomic
+from sdjscc_phy.sweep.spec import file_digest
 
 RESULTS_CSV = "results.csv"
 POINTS_DIR = "points"
@@ -43,10 +46,13 @@ class ResultStore:
         return self.output / RESULTS_CSV
 
     def done(self, key: str) -> bool:
-        return key in self.records
+        """A record exists for ``key`` and every input file it names still has the same digest."""
+        inputs = self.records.get(key, {}).get("inputs")
+        return bool(inputs) and all(file_digest(str(self.output / path)) == digest for path, digest in inputs.items())
 
     def add(self, record: dict, order: list[str]) -> None:
         """Keep one finished point and rewrite the CSV (rows in ``order`` of keys, then any others)."""
+        record["inputs"] = {os.path.relpath(path, self.output): digest for path, digest in record["inputs"].items()}
         self.records[record["key"]] = record
         write_json_atomic(str(self.output / POINTS_DIR / f"{record['key']}.json"), record)
         self.write_csv(order)
