@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -71,6 +72,19 @@ def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
     assert len(list((smoke / "models").glob("sem-*/sem.pt"))) == 2
     rows = read_rows(str(smoke / "out" / "results.csv"))
     assert [(r["tau"], r["snr_db"], r["items"]) for r in rows] == [(1, 5, 6), (100, 5, 6)]
+
+    # A checkout without the model cache (runs/ is not committed) keeps the finished points; a changed
+    # input of the recipe (here its classifier) makes new model keys: the points retrain and rerun.
+    shutil.rmtree(smoke / "models")
+    assert (lambda s: (s.skipped, s.ran, s.trained))(run_sweep(load_sweep(sweep_path), progress=False)) == (2, 0, 0)
+    record_path = next((smoke / "out" / "points").glob("*.json"))
+    record = json.loads(record_path.read_text())
+    record["train"]["checkpoint"] = str(smoke / "models" / "sem-0000000000000000" / "sem.pt")  # another model key
+    record_path.write_text(json.dumps(record))
+    assert (lambda s: (s.skipped, s.ran, s.trained))(run_sweep(load_sweep(sweep_path), progress=False)) == (1, 1, 2)
+    torch.manual_seed(1)
+    export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), smoke / "clf.pt", ["a", "b", "c"], {})
+    assert (lambda s: (s.skipped, s.ran, s.trained))(run_sweep(load_sweep(sweep_path), progress=False)) == (0, 2, 2)  # mse: no classifier
 
     # Another sweep (another output) with one of these taus reuses the cached model: nothing trains.
     text = (smoke / "sweep.yaml").read_text().replace("tau: [1, 100]", "tau: [100]").replace("output: out", "output: out2")

@@ -267,7 +267,7 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler
     """
     report = progress if report is None else report
     plans, store = prepare(sweep)
-    pending = [p for p in sweep.points if not store.done(p.key)]
+    pending = [p for p in sweep.points if not is_done(p, plans, store)]
     order = [p.key for p in sweep.points]
     write_json_atomic(str(Path(sweep.output) / "sweep.json"), {
         "sweep": os.path.abspath(sweep.path), "description": sweep.description, "code_version": code_version(),
@@ -307,6 +307,18 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler
                         str(store.csv_path))
 
 
+def is_done(point: Point, plans: dict[TrainSpec, ModelPlan], store: ResultStore) -> bool:
+    """Recorded with unchanged input files and, for a point with a model trained into the cache, the same
+    model key (its folder ``<stage>-<key>``): the key, not the file, identifies it, so a checkout without
+    ``runs/`` keeps its finished points while a changed recipe input reruns them."""
+    if not store.done(point.key):
+        return False
+    if point.train is None or plans[point.train].stages[-1].reused:
+        return True
+    recorded = Path(store.records[point.key]["train"]["checkpoint"])
+    return recorded.parent.name == Path(plans[point.train].checkpoint).parent.name
+
+
 def _stages_to_train(points: list[Point], plans: dict[TrainSpec, ModelPlan]) -> list[tuple[ModelPlan, StagePlan]]:
     """Distinct cached stages the pending points need that are not trained yet, upstream first."""
     seen, out = set(), []
@@ -339,6 +351,9 @@ def _record(point: Point, plans: dict[TrainSpec, ModelPlan], result: dict) -> di
     train = None
     if point.train is not None:
         plan = plans[point.train]
+        if not plan.stages[-1].reused:  # a cached model is identified by its key (see is_done), not its file
+            result = {**result, "inputs": {path: digest for path, digest in result["inputs"].items()
+                                            if path != str(Path(plan.checkpoint).resolve())}}
         train = {"recipe": point.train.recipe, "stage": point.train.stage, "overrides": list(point.train.overrides),
                  "checkpoint": plan.checkpoint,
                  "stages": [{"name": s.name, "key": s.key, "export": s.export, "reused": s.reused}
@@ -361,5 +376,5 @@ def describe_points(sweep: Sweep, plans: dict[TrainSpec, ModelPlan], store: Resu
             state = "ready" if Path(plan.checkpoint).is_file() else "to train"
             model = f"{plan.checkpoint} ({state})"
         out.append({"key": point.key, "method": point.method, "values": point.values,
-                    "status": "done" if store.done(point.key) else "pending", "model": model})
+                    "status": "done" if is_done(point, plans, store) else "pending", "model": model})
     return out
