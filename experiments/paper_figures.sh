@@ -15,7 +15,8 @@ for f in ${figures[@]}; do
     fig4_awgn|fig4_rayleigh)
       jsccflow plot "$R/$f/results.csv" --x snr_db --y accuracy --out "$R/$f/accuracy"
       jsccflow plot "$R/$f/results.csv" --x snr_db --y psnr_db --out "$R/$f/psnr"
-      jsccflow table "$R/$f/results.csv" --versus deepjscc -o "$R/$f/accuracy.md" ;;
+      jsccflow table "$R/$f/results.csv" --versus deepjscc -o "$R/$f/accuracy.md"
+      jsccflow table "$R/$f/results.csv" --y psnr_db -o "$R/$f/psnr.md" ;;
     table1)
       jsccflow table "$R/$f/results.csv" --y accuracy --y f1_macro --y psnr_db --y ssim --versus deepjscc --digits 3 \
         -o "$R/$f/table1.md" ;;
