@@ -134,6 +134,8 @@ def test_changing_a_point_reruns_only_that_point(write_sweep, tmp_path):
     Path(path).write_text(changed)
     summary = run_sweep(load_sweep(path), progress=False)
     assert (summary.skipped, summary.ran) == (8, 4)
+    rows = csv_rows(tmp_path / "out" / "results.csv")  # the replaced points' rows are gone from the table
+    assert len(rows) == 12 and {r["snr_db"] for r in rows} == {"0", "4", "9"}
 
 
 def test_retrained_checkpoint_or_edited_flowgraph_reruns_the_points_that_read_it(write_sweep, tmp_path):

@@ -51,15 +51,16 @@ class ResultStore:
         return bool(inputs) and all(file_digest(str(self.output / path)) == digest for path, digest in inputs.items())
 
     def add(self, record: dict, order: list[str]) -> None:
-        """Keep one finished point and rewrite the CSV (rows in ``order`` of keys, then any others)."""
+        """Keep one finished point and rewrite the CSV (rows of the keys in ``order``, in that order)."""
         record["inputs"] = {os.path.relpath(path, self.output): digest for path, digest in record["inputs"].items()}
         self.records[record["key"]] = record
         write_json_atomic(str(self.output / POINTS_DIR / f"{record['key']}.json"), record)
         self.write_csv(order)
 
     def write_csv(self, order: list[str]) -> None:
-        rank = {key: i for i, key in enumerate(order)}
-        records = sorted(self.records.values(), key=lambda r: rank.get(r["key"], len(rank)))
+        """Only the sweep's current points: records of keys it no longer has (a changed recipe, grid or
+        override) stay in ``points/`` but would mix old results into the table."""
+        records = [self.records[key] for key in order if key in self.records]
         write_bytes_atomic(str(self.csv_path), rows_to_csv([record_row(r, self.columns) for r in records]))
 
 
