@@ -32,6 +32,7 @@ class ResultStore:
         self.output = Path(output)
         self.columns = list(columns)
         self.records: dict[str, dict] = {}
+        self._digests: dict[str, str] = {}  # every point of a sweep reads the same few checkpoints: hash each once
         points = self.output / POINTS_DIR
         for path in sorted(points.glob("*.json")) if points.is_dir() else ():
             try:
@@ -48,7 +49,12 @@ class ResultStore:
     def done(self, key: str) -> bool:
         """A record exists for ``key`` and every input file it names still has the same digest."""
         inputs = self.records.get(key, {}).get("inputs")
-        return bool(inputs) and all(file_digest(str(self.output / path)) == digest for path, digest in inputs.items())
+        return bool(inputs) and all(self._digest(path) == digest for path, digest in inputs.items())
+
+    def _digest(self, path: str) -> str:
+        if path not in self._digests:
+            self._digests[path] = file_digest(str(self.output / path))
+        return self._digests[path]
 
     def add(self, record: dict, order: list[str]) -> None:
         """Keep one finished point and rewrite the CSV (rows of the keys in ``order``, in that order)."""
