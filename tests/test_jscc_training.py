@@ -112,3 +112,35 @@ def test_effective_maps_counts_uniform_and_concentrated_weights():
     assert gsw.effective_maps(torch.full((8,), 0.125)) == pytest.approx(8.0)
     assert gsw.effective_maps(torch.tensor([1.0, 0.0, 0.0, 0.0])) == pytest.approx(1.0)
     assert gsw.effective_maps(torch.tensor([0.5, 0.5, 0.0, 0.0])) == pytest.approx(2.0)
+
+
+def test_logit_scale_keeps_the_bits_and_lets_gradient_through_a_saturated_encoder():
+    from sdjscc_phy.models.jscc import JsccCodec, JsccConfig
+    from sdjscc_phy.phy.quantization import binarize_straight_through
+
+    torch.manual_seed(0)
+    plain = JsccCodec(JsccConfig(code_channels=4, width=16))
+    scaled = JsccCodec(JsccConfig(code_channels=4, width=16, logit_scale=0.03))
+    scaled.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # logits of |z| ~ 40, as in the trained codecs (median |z| 34)
+        for codec in (plain, scaled):
+            codec.encoder.net[-1].bias.copy_(torch.tensor([40.0, -40.0, 40.0, -40.0]))
+    images = torch.rand(6, 3, 32, 32)
+    grads = []
+    for codec in (plain, scaled):
+        e = codec.encoder(images)
+        binarize_straight_through(e).sum().backward()
+        grads.append(codec.encoder.net[0].weight.grad.abs().mean())
+    assert torch.equal(plain.encoder(images) > 0.5, scaled.encoder(images) > 0.5)
+    assert grads[1] > 1e6 * grads[0] and grads[1] > 0
+
+
+def test_logit_scale_is_stored_with_the_codec_and_checked(recipe_path):
+    from sdjscc_phy.training.stages import STAGE_KINDS
+
+    recipe = load_recipe(recipe_path, ["stages.mse.model.logit_scale=0.25"])
+    Trainer({**recipe, "stages": recipe["stages"][:1]}, progress=False).run()
+    assert load_codec(str(recipe_path.parent / "export" / "mse.pt")).encoder.logit_scale == 0.25
+    with pytest.raises(RecipeError, match="logit_scale must be a number > 0; got 0"):
+        bad = load_recipe(recipe_path, ["stages.mse.model.logit_scale=0"])
+        STAGE_KINDS["jscc"](bad["stages"][0], seed=0).setup()

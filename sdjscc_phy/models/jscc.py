@@ -36,11 +36,32 @@ def bpp_for_bandwidth_ratio(bandwidth_ratio: float, num_bits_per_symbol: int) ->
 
 @dataclass(frozen=True)
 class JsccConfig:
-    """Codec size: ``width`` channels at H/4, ``width // 2`` at H/2 and ``width // 4`` at full resolution."""
+    """Codec size: ``width`` channels at H/4, ``width // 2`` at H/2 and ``width // 4`` at full resolution.
+
+    ``logit_scale``: the encoder's sigmoid reads ``logit_scale`` x its last convolution. The bits
+    (e > 0.5) depend only on the sign, so the scale changes training, not the code: below 1 it keeps
+    outputs off the sigmoid's flat tails, where the straight-through gradient no longer reaches the encoder.
+    """
 
     code_channels: int = 4
     width: int = 64
     num_res_blocks: int = 1
+    logit_scale: float = 1.0
+
+    def __post_init__(self):
+        scale = self.logit_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ParameterError(f"model.logit_scale must be a number > 0; got {scale!r}")
+
+
+def codec_config(model: dict, num_bits_per_symbol: int) -> JsccConfig:
+    """The codec of a recipe's ``model`` section (``bpp`` or ``bandwidth_ratio``, ``width``,
+    ``num_res_blocks``, ``logit_scale``) on a link of ``num_bits_per_symbol``."""
+    bpp = model["bpp"]
+    if model.get("bandwidth_ratio") is not None:  # k/n given instead of bpp (CONVENTIONS.md)
+        bpp = bpp_for_bandwidth_ratio(model["bandwidth_ratio"], num_bits_per_symbol)
+    return JsccConfig(code_channels_for_bpp(bpp), model["width"], model["num_res_blocks"],
+                      model.get("logit_scale", 1.0))
 
 
 class ResidualBlock(nn.Module):
@@ -72,6 +93,7 @@ class JsccEncoder(nn.Module):
     def __init__(self, config: JsccConfig):
         super().__init__()
         w, r = config.width, config.num_res_blocks
+        self.logit_scale = config.logit_scale
         self.net = nn.Sequential(
             nn.Conv2d(3, w // 2, 5, stride=2, padding=2), nn.PReLU(w // 2), *_res_stack(w // 2, r),
             nn.Conv2d(w // 2, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
@@ -79,7 +101,7 @@ class JsccEncoder(nn.Module):
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(image * 2.0 - 1.0)).flatten(1)
+        return torch.sigmoid(self.logit_scale * self.net(image * 2.0 - 1.0)).flatten(1)
 
 
 class JsccDecoder(nn.Module):

@@ -167,17 +167,12 @@ def write_standin(plan: ModelPlan, path: Path) -> bool:
     config = plan.target
     if config["kind"] != "jscc":
         return False
-    from sdjscc_phy.models.jscc import (
-        JsccCodec, JsccConfig, bpp_for_bandwidth_ratio, code_channels_for_bpp, export_codec,
-    )
+    from sdjscc_phy.models.jscc import JsccCodec, codec_config, export_codec
     from sdjscc_phy.phy.link import LinkConfig
 
     try:
         link = LinkConfig(**config["link"])
-        model = config["model"]
-        bpp = model["bpp"] if model["bandwidth_ratio"] is None else bpp_for_bandwidth_ratio(
-            model["bandwidth_ratio"], link.num_bits_per_symbol)
-        codec = JsccCodec(JsccConfig(code_channels_for_bpp(bpp), model["width"], model["num_res_blocks"]))
+        codec = JsccCodec(codec_config(config["model"], link.num_bits_per_symbol))
     except (JsccflowError, TypeError, ValueError) as exc:
         raise RecipeError(f"recipe '{plan.train.recipe}': stage '{config['name']}': {exc}") from None
     export_codec(codec, path, link.as_dict(), {"standin": True})

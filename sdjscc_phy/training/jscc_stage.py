@@ -20,9 +20,7 @@ import torch.nn.functional as F
 
 from sdjscc_phy.errors import JsccflowError, RecipeError
 from sdjscc_phy.models.classifier import FEATURE_LAYERS, load_classifier
-from sdjscc_phy.models.jscc import (
-    JsccCodec, JsccConfig, bpp_for_bandwidth_ratio, code_channels_for_bpp, export_codec, load_codec,
-)
+from sdjscc_phy.models.jscc import DOWNSAMPLING, JsccCodec, codec_config, export_codec, load_codec
 from sdjscc_phy.phy.link import LinkConfig, transmit_soft_bits
 from sdjscc_phy.training import gsw
 from sdjscc_phy.training.data import DATA_DEFAULTS, load_train_val
@@ -37,8 +35,9 @@ class JsccStage(Stage):
     """Trains a :class:`~sdjscc_phy.models.jscc.JsccCodec` at ``model.bpp`` over ``link``.
 
     Recipe keys (besides the common ones): ``data`` (as the classifier stage), ``model`` (``bpp`` in bits
-    per pixel, or ``bandwidth_ratio`` k/n = complex symbols / (3·H·W), ``width``, ``num_res_blocks``), ``link`` (``constellation``, ``channel``, ``snr_db`` = the
-    training SNR, Es/N0 in dB, ``coherence``, ``csi``, ``demap_method``), ``init_from`` (a codec
+    per pixel, or ``bandwidth_ratio`` k/n = complex symbols / (3·H·W), ``width``, ``num_res_blocks``,
+    ``logit_scale``: see :class:`~sdjscc_phy.models.jscc.JsccConfig`), ``link`` (``constellation``,
+    ``channel``, ``snr_db`` = the training SNR, Es/N0 in dB, ``coherence``, ``csi``, ``demap_method``), ``init_from`` (a codec
     checkpoint to start from: stage 1's export), ``classifier`` (frozen task network: needed by the
     semantic and contrastive losses, and reported as ``val_acc`` when given), ``loss`` (``kind``, ``layer``,
     ``mse_weight``, ``temperature`` (contrastive), ``gsw``: ``mode``, ``tau``, ``r``, ``per_batch``,
@@ -47,7 +46,7 @@ class JsccStage(Stage):
 
     DEFAULTS = {
         "data": DATA_DEFAULTS,
-        "model": {"bpp": 0.25, "bandwidth_ratio": None, "width": 64, "num_res_blocks": 1},
+        "model": {"bpp": 0.25, "bandwidth_ratio": None, "width": 64, "num_res_blocks": 1, "logit_scale": 1.0},
         "link": {"constellation": "qam16", "channel": "awgn", "snr_db": 5.0, "coherence": "block", "csi": True,
                  "demap_method": "app"},
         "init_from": None,
@@ -82,9 +81,9 @@ class JsccStage(Stage):
         try:
             self.link = LinkConfig(**cfg["link"])
             model = cfg["model"]
-            if model["bandwidth_ratio"] is not None:  # k/n given instead of bpp (CONVENTIONS.md)
-                model["bpp"] = bpp_for_bandwidth_ratio(model["bandwidth_ratio"], self.link.num_bits_per_symbol)
-            config = JsccConfig(code_channels_for_bpp(model["bpp"]), model["width"], model["num_res_blocks"])
+            config = codec_config(model, self.link.num_bits_per_symbol)
+            if model["bandwidth_ratio"] is not None:  # stored: the rate the bandwidth ratio gives
+                model["bpp"] = config.code_channels / DOWNSAMPLING**2
         except (JsccflowError, TypeError) as exc:
             raise RecipeError(f"{where}: {exc}") from None
         if (config.code_channels * 16) % self.link.num_bits_per_symbol:  # bits per 4x4 block must fill symbols
