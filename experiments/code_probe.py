@@ -1,8 +1,9 @@
 """How much class information a codec's transmitted bits carry: a small CNN trained on the hard bits
 (e > 0.5, eq. 14) of the training images, tested on the held-out validation split, noise-free.
 
-An upper-bound probe for the receiver: SD-JSCC's decoder + frozen classifier can only recover what the
-bits hold, so a codec whose clean bits give the probe X % cannot reach much more than X % over a channel.
+SD-JSCC's decoder + frozen classifier can only recover what the bits hold; the probe estimates how much
+that is. It is not a strict bound (a stronger probe could read more), but a receiver far above the
+probe's accuracy on clean bits would be surprising.
 The probe sees the bits as the code's C x H/4 x W/4 grid (bit-flip augmentation 5 %, Adam, 12 epochs).
 
     python experiments/code_probe.py --methods deepjscc_awgn sdjscc_awgn
