@@ -38,10 +38,10 @@ class JsccStage(Stage):
     per pixel, or ``bandwidth_ratio`` k/n = complex symbols / (3·H·W), ``width``, ``num_res_blocks``,
     ``logit_scale``: see :class:`~sdjscc_phy.models.jscc.JsccConfig`), ``link`` (``constellation``,
     ``channel``, ``snr_db`` = the training SNR, Es/N0 in dB, ``coherence``, ``csi``, ``demap_method``),
-    ``init_from`` (a codec checkpoint to start from: stage 1's export), ``classifier`` (frozen task network: needed by the
-    semantic and contrastive losses, and reported as ``val_acc`` when given), ``loss`` (``kind``, ``layer``,
-    ``mse_weight``, ``temperature`` (contrastive), ``gsw``: ``mode``, ``tau``, ``r``, ``per_batch``,
-    ``images``), ``augment.flip``.
+    ``init_from`` (a codec checkpoint to start from: stage 1's export), ``classifier`` (frozen task
+    network: needed by the semantic and contrastive losses, and reported as ``val_acc`` when given),
+    ``loss`` (``kind``, ``layer``, ``mse_weight``, ``temperature`` (contrastive), ``gsw``: ``mode``,
+    ``tau``, ``r``, ``per_batch``, ``images``), ``augment.flip``.
     """
 
     DEFAULTS = {
