@@ -23,12 +23,12 @@ from torch import nn
 from tqdm import tqdm
 
 from sdjscc_phy.data.datasets import load_dataset
+from sdjscc_phy.data.splits import CIFAR10_VAL_SPLIT
 from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.models.jscc import DOWNSAMPLING, load_codec
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TRAIN = REPO.parent / "shared" / "data" / "cifar10" / "train"
-SPLIT_FILE = REPO / "sdjscc_phy" / "data" / "splits" / "cifar10_val.txt"
 
 
 @torch.no_grad()
@@ -74,8 +74,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "code_probe.json")
     args = parser.parse_args(argv)
-    train = load_dataset("imagefolder", SHARED_TRAIN, "train", split_file=SPLIT_FILE)
-    val = load_dataset("imagefolder", SHARED_TRAIN, "val", split_file=SPLIT_FILE)
+    train = load_dataset("imagefolder", SHARED_TRAIN, "train", split_file=CIFAR10_VAL_SPLIT)
+    val = load_dataset("imagefolder", SHARED_TRAIN, "val", split_file=CIFAR10_VAL_SPLIT)
     results = {}
     for method in args.methods:
         label, checkpoint = method.split("=", 1) if "=" in method else (method, method)
