@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from sdjscc_phy.data.datasets import load_dataset
 from sdjscc_phy.data.splits import CIFAR10_VAL_SPLIT
+from sdjscc_phy.errors import JsccflowError
 from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.models.jscc import DOWNSAMPLING, load_codec
 
@@ -74,12 +76,16 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "code_probe.json")
     args = parser.parse_args(argv)
-    train = load_dataset("imagefolder", SHARED_TRAIN, "train", split_file=CIFAR10_VAL_SPLIT)
-    val = load_dataset("imagefolder", SHARED_TRAIN, "val", split_file=CIFAR10_VAL_SPLIT)
+    try:  # bad input: one line on stderr, exit code 2 (as the jsccflow CLI), before any long work
+        codecs = {label: load_codec(checkpoint) for label, checkpoint in
+                  (m.split("=", 1) if "=" in m else (m, m) for m in args.methods)}
+        train = load_dataset("imagefolder", SHARED_TRAIN, "train", split_file=CIFAR10_VAL_SPLIT)
+        val = load_dataset("imagefolder", SHARED_TRAIN, "val", split_file=CIFAR10_VAL_SPLIT)
+    except JsccflowError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     results = {}
-    for method in args.methods:
-        label, checkpoint = method.split("=", 1) if "=" in method else (method, method)
-        codec = load_codec(checkpoint)
+    for label, codec in codecs.items():
         results[label] = probe(hard_bits(codec, train), train.labels, hard_bits(codec, val), val.labels,
                                args.epochs, args.seed)
     print(f"{'codec':<24} probe accuracy on clean bits ({len(val)} validation images)")
