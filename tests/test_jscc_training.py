@@ -48,6 +48,18 @@ def test_two_stages_train_export_and_reload(recipe_path):
     assert codec.metadata["metrics"]["val_acc"] == results["sem"]["val_acc"]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_both_stages_train_on_the_gpu_and_export_checkpoints_a_cpu_loads(recipe_path):
+    from test_training import all_tensors_on_cpu
+
+    results = Trainer(load_recipe(recipe_path, ["device=cuda"]), progress=False).run()
+    for name in ("mse", "sem"):
+        export = recipe_path.parent / "export" / f"{name}.pt"
+        assert all_tensors_on_cpu(torch.load(export, weights_only=True))
+        assert load_codec(str(export)).metadata["metrics"] == results[name]
+    assert 0.0 <= results["sem"]["val_acc"] <= 1.0 and np.isfinite(results["sem"]["val_psnr_db"])
+
+
 def test_val_saturated_reports_an_encoder_stuck_in_the_sigmoid_tails(recipe_path):
     from sdjscc_phy.training.stages import STAGE_KINDS
 

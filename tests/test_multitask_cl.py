@@ -129,12 +129,14 @@ def stage_overrides(stage: str, data: dict, **extra) -> list[str]:
     return [f"--set=stages.{stage}.{k}={v}" for k, v in items.items()]
 
 
-def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data):
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"))])
+def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data, device):
     d = tiny_data
     small = {"init_from": "null", "model.feature_dim": 6, "model.head_width": 8, "stats_images": 21,
              "eval_snr_db": "[0, 20]"}
     argv = ["train", str(REPO / "recipes" / "multitask_cifar10.yaml"), "--no-progress",
-            f"--set=output_dir={d['dir']}/runs"]
+            f"--set=output_dir={d['dir']}/runs", f"--set=device={device}"]
     for stage in ("multitask", "multitask_gated"):
         argv += stage_overrides(stage, d, export=f"{d['dir']}/{stage}.pt", **small)
     assert main(argv) == 0

@@ -157,6 +157,7 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path):
     ("stages.clf.precision=fp8", "precision must be one of"),
     ("stages.nope.epochs=1", "no element 'nope'"),
     ("seed=abc", "seed must be an integer"),
+    ("device=tpu", "device must be auto, cpu, cuda or cuda:N; got 'tpu'"),
 ])
 def test_recipe_errors_are_one_line_recipe_errors(recipe_path, override, message):
     with pytest.raises(RecipeError, match=message) as info:
@@ -199,6 +200,33 @@ def test_stage_kinds_register_once():
 def test_train_command_returns_2_with_one_line_on_user_error(tmp_path, capsys):
     assert jsccflow_main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert capsys.readouterr().err.strip() == f"error: recipe '{tmp_path / 'missing.yaml'}' does not exist"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_device_without_a_gpu_is_a_one_line_error_before_anything_is_written(recipe_path, capsys):
+    assert jsccflow_main(["train", str(recipe_path), "--no-progress", "--set=device=cuda"]) == 2
+    assert capsys.readouterr().err.strip() == "error: recipe: device: 'cuda' requested but no CUDA device is available"
+    assert not (recipe_path.parent / "runs").exists()
+
+
+def all_tensors_on_cpu(payload) -> bool:
+    if isinstance(payload, torch.Tensor):
+        return payload.device.type == "cpu"
+    if isinstance(payload, dict):
+        return all(all_tensors_on_cpu(v) for v in payload.values())
+    return all(all_tensors_on_cpu(v) for v in payload) if isinstance(payload, (list, tuple)) else True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_classifier_trains_on_the_gpu_resumes_there_and_exports_cpu_tensors(recipe_path):
+    with pytest.raises(StopRun):
+        run(recipe_path, "device=cuda", callbacks=[stop_after(3)])
+    resumed, results = run(recipe_path, "device=cuda", resume=True)
+    assert [step for step, _ in resumed.step_losses] == [3, 4, 5, 6]  # checkpointed after step 2
+    assert all(torch.isfinite(torch.tensor(loss)) for _, loss in resumed.step_losses)
+    export = recipe_path.parent / "export" / "clf.pt"
+    assert all_tensors_on_cpu(torch.load(export, weights_only=True))
+    assert load_classifier(export).metadata["metrics"] == results["clf"]
 
 
 def test_classifier_features_and_logits_contract():

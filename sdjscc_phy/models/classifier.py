@@ -182,7 +182,7 @@ def export_classifier(
     from sdjscc_phy.training.checkpoint import atomic_torch_save
 
     state = {
-        k: (v.half() if v.is_floating_point() and k not in ("mean", "std") else v).clone()
+        k: (v.half() if v.is_floating_point() and k not in ("mean", "std") else v).cpu().clone()
         for k, v in model.state_dict().items()
     }
     payload = {

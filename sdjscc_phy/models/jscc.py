@@ -144,7 +144,7 @@ def export_codec(codec: JsccCodec, path: str | Path, link: dict, metadata: dict)
     """Write the inference checkpoint: fp16 weights, codec config, the training link and ``metadata``."""
     from sdjscc_phy.training.checkpoint import atomic_torch_save  # training imports this module
 
-    state = {k: v.half() if v.is_floating_point() else v for k, v in codec.state_dict().items()}
+    state = {k: v.cpu().half() if v.is_floating_point() else v.cpu() for k, v in codec.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": codec.config_dict(),
                "link": dict(link), "state_dict": state, **metadata}
     atomic_torch_save(payload, path)

@@ -161,7 +161,8 @@ def export_multitask(model: MultitaskJscc, path: str | Path, link: dict, metadat
     from sdjscc_phy.training.checkpoint import atomic_torch_save  # training imports this module
 
     keep = ("class_bases", "class_means")
-    state = {k: v.half() if v.is_floating_point() and k not in keep else v for k, v in model.state_dict().items()}
+    state = {k: v.cpu().half() if v.is_floating_point() and k not in keep else v.cpu()
+             for k, v in model.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": model.config_dict(),
                "link": dict(link), "state_dict": state, **metadata}
     atomic_torch_save(payload, path)

@@ -62,7 +62,7 @@ class ClassifierStage(Stage):
         except (TypeError, ValueError) as exc:
             raise RecipeError(f"recipe: stage '{self.name}': model: {exc}") from None
         self.model.init_whitening(self.train_set.images[: self.config["whitening_images"]].float() / 255)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.model.to(self.device, memory_format=torch.channels_last)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
@@ -99,7 +99,8 @@ class ClassifierStage(Stage):
         images = self.train_set.images[idx].float().div_(255)
         pad = self.config["augment"]["translate"]
         images = random_translate_flip(images, plan["offsets"][idx], plan["flips"][idx], pad)
-        return images.contiguous(memory_format=torch.channels_last), self.train_set.labels[idx]
+        images = images.to(self.device).contiguous(memory_format=torch.channels_last)
+        return images, self.train_set.labels[idx].to(self.device)
 
     def training_loss(self, batch) -> torch.Tensor:
         images, labels = batch
@@ -112,7 +113,8 @@ class ClassifierStage(Stage):
         correct = 0
         loss_sum = 0.0
         for images, labels in self.val_set.iter_batches(self.config["eval_batch_size"]):
-            x = (images.float() / 255).contiguous(memory_format=torch.channels_last)
+            x = (images.to(self.device).float() / 255).contiguous(memory_format=torch.channels_last)
+            labels = labels.to(self.device)
             with self.autocast():
                 logits = self.model.predict(x).float()
             correct += int((logits.argmax(1) == labels).sum())

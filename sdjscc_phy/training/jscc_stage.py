@@ -58,8 +58,8 @@ class JsccStage(Stage):
     }
     PATH_KEYS = ("data.root", "data.split_file", "init_from", "classifier")
 
-    def __init__(self, config: dict, seed: int):
-        super().__init__(config, seed)
+    def __init__(self, config: dict, seed: int, device: torch.device | str = "cpu"):
+        super().__init__(config, seed, device)
         self.MONITOR = "val_acc" if config["classifier"] else "val_psnr_db"
 
     def setup(self) -> None:
@@ -92,9 +92,10 @@ class JsccStage(Stage):
         self.codec = JsccCodec(config)
         if cfg["init_from"]:
             self.codec.load_state_dict(load_codec(cfg["init_from"]).state_dict())
+        self.codec.to(self.device)
         self.classifier = None
         if cfg["classifier"]:
-            self.classifier = load_classifier(cfg["classifier"]).requires_grad_(False)
+            self.classifier = load_classifier(cfg["classifier"], self.device).requires_grad_(False)
         self.weights = None
         if loss["kind"] == "semantic" and not loss["gsw"]["per_batch"]:
             self.weights = self._global_weights()
@@ -111,7 +112,8 @@ class JsccStage(Stage):
         g = self.config["loss"]["gsw"]
         count = min(g["images"], len(self.train_set))
         pick = torch.randperm(len(self.train_set), generator=self.epoch_generator(-1, 3))[:count]
-        batches = ((self.train_set.images[idx].float() / 255, self.train_set.labels[idx]) for idx in pick.split(250))
+        batches = ((self.train_set.images[idx].to(self.device).float() / 255, self.train_set.labels[idx].to(self.device))
+                   for idx in pick.split(250))
         return gsw.mean_raw_weights(self.classifier, batches, self.config["loss"]["layer"], g["mode"])
 
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -127,10 +129,14 @@ class JsccStage(Stage):
         flips &= bool(self.config["augment"]["flip"])
         bs = self.config["batch_size"]
         idx = order[index * bs:(index + 1) * bs]
-        images = self.train_set.images[idx].float().div_(255)
-        images = torch.where(flips[idx, None, None, None], images.flip(-1), images)
-        noise = self.epoch_generator(epoch, stream=1000 + index)  # channel noise: fixed by (seed, epoch, batch)
-        return images, self.train_set.labels[idx], noise
+        images = self.train_set.images[idx].to(self.device).float().div_(255)
+        images = torch.where(flips[idx, None, None, None].to(self.device), images.flip(-1), images)
+        noise = self.noise_generator(epoch, stream=1000 + index)  # channel noise: fixed by (seed, epoch, batch)
+        return images, self.train_set.labels[idx].to(self.device), noise
+
+    def noise_generator(self, epoch: int, stream: int) -> torch.Generator:
+        """Channel noise generator on the training device (a CPU and a GPU run draw different noise)."""
+        return self.epoch_generator(epoch, stream, self.device)
 
     def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None,
                     snr_db: float | None = None) -> torch.Tensor:
@@ -140,7 +146,7 @@ class JsccStage(Stage):
     def receive(self, e: torch.Tensor, size: tuple[int, int], generator: torch.Generator | None,
                 snr_db: float | None = None) -> torch.Tensor:
         """x' = D(demap(channel(map(Q(e))))) for encoder outputs ``e`` of images of ``size`` (H, W)."""
-        with torch.autocast("cpu", enabled=False):  # the link's complex arithmetic stays in float32
+        with torch.autocast(self.device.type, enabled=False):  # the link's complex arithmetic stays in float32
             soft_bits = transmit_soft_bits(e.float(), self.link, generator, snr_db)
         return self.codec.decoder(soft_bits, *size)
 
@@ -167,7 +173,7 @@ class JsccStage(Stage):
             raw = gsw.raw_weights(self.classifier, images, labels, layer, g["mode"])
             weights = gsw.semantic_weights(raw, g["tau"], g["r"])
         if weights is None:
-            weights = torch.ones(features.shape[1])
+            weights = torch.ones(features.shape[1], device=features.device)
         return gsw.semantic_loss(features_hat.float(), features.float(), weights) + loss_cfg["mse_weight"] * mse
 
     @torch.no_grad()
@@ -179,10 +185,10 @@ class JsccStage(Stage):
         seen with too high a learning rate: PSNR then falls and does not recover).
         """
         self.codec.eval()
-        noise = self.epoch_generator(-2, stream=7)  # the same channel realisations after every epoch
+        noise = self.noise_generator(-2, stream=7)  # the same channel realisations after every epoch
         psnr_sum, mse_sum, correct, saturated = 0.0, 0.0, 0, 0.0
         for images, labels in self.val_set.iter_batches(self.config["eval_batch_size"]):
-            x = images.float() / 255
+            x, labels = images.to(self.device).float() / 255, labels.to(self.device)
             e = self.codec.encoder(x)
             saturated += float(((e - 0.5).abs() > 0.49).float().mean(dim=1).sum())
             x_hat = self.receive(e, x.shape[-2:], noise).float().clamp(0, 1)

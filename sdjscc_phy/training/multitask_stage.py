@@ -54,8 +54,8 @@ class MultitaskStage(JsccStage):
     PATH_KEYS = ("data.root", "data.split_file", "init_from")
     MONITOR = "val_acc"
 
-    def __init__(self, config: dict, seed: int):
-        super(JsccStage, self).__init__(config, seed)
+    def __init__(self, config: dict, seed: int, device: torch.device | str = "cpu"):
+        super(JsccStage, self).__init__(config, seed, device)
 
     def setup(self) -> None:
         where = f"recipe: stage '{self.name}'"
@@ -79,6 +79,7 @@ class MultitaskStage(JsccStage):
                                                    num_classes=len(self.train_set.class_names), **sizes))
         if cfg["init_from"]:
             self._init_from(cfg["init_from"], where)
+        self.model.to(self.device)
         self.classifier = None
 
     def _init_from(self, path: str, where: str) -> None:
@@ -110,7 +111,7 @@ class MultitaskStage(JsccStage):
 
     def _snr(self, count: int, generator: torch.Generator) -> torch.Tensor:
         low, high = (float(v) for v in self.config["snr_range_db"])
-        return low + (high - low) * torch.rand(count, generator=generator)
+        return low + (high - low) * torch.rand(count, generator=generator, device=generator.device)
 
     def forward(self, images: torch.Tensor, snr_db: torch.Tensor, generator: torch.Generator | None,
                 decode: bool = True) -> dict[str, torch.Tensor]:
@@ -118,7 +119,7 @@ class MultitaskStage(JsccStage):
         height, width = images.shape[-2:]
         e = self.model.encoder(images)
         channel_mask = self.model.channel_mask(snr_db, images.shape[0])
-        with torch.autocast("cpu", enabled=False):
+        with torch.autocast(self.device.type, enabled=False):
             p1 = transmit_soft_bits(e.float(), self.link, generator, snr_db.reshape(-1, 1).float())
         p1 = self.model.erase(p1, self.model.bit_mask(channel_mask.float(), p1.shape[1]))
         out = {"z": self.model.features(p1, height, width), "channel_mask": channel_mask}
@@ -142,12 +143,12 @@ class MultitaskStage(JsccStage):
         """Class subspaces from ``stats_images`` training images received at SNRs from the training range."""
         count = min(self.config["stats_images"], len(self.train_set))
         pick = torch.randperm(len(self.train_set), generator=self.epoch_generator(-1, 4))[:count]
-        noise = self.epoch_generator(-1, 5)
+        noise = self.noise_generator(-1, 5)
         zs, labels = [], []
         for idx in pick.split(self.config["eval_batch_size"]):
-            images = self.train_set.images[idx].float() / 255
+            images = self.train_set.images[idx].to(self.device).float() / 255
             zs.append(self.forward(images, self._snr(len(idx), noise), noise, decode=False)["z"].float())
-            labels.append(self.train_set.labels[idx])
+            labels.append(self.train_set.labels[idx].to(self.device))
         self.model.fit_class_statistics(torch.cat(zs), torch.cat(labels))
 
     @torch.no_grad()
@@ -159,11 +160,11 @@ class MultitaskStage(JsccStage):
         metrics: dict[str, float] = {}
         bits_per_channel = None
         for snr in self.config["eval_snr_db"]:
-            noise = self.epoch_generator(-2, stream=7)
+            noise = self.noise_generator(-2, stream=7)
             psnr_sum, correct, channels_sent = 0.0, 0, 0.0
             for images, labels in self.val_set.iter_batches(self.config["eval_batch_size"]):
-                x = images.float() / 255
-                out = self.forward(x, torch.full((x.shape[0],), float(snr)), noise)
+                x, labels = images.to(self.device).float() / 255, labels.to(self.device)
+                out = self.forward(x, torch.full((x.shape[0],), float(snr), device=self.device), noise)
                 mse = (out["x_hat"].float().clamp(0, 1) - x).square().mean(dim=(1, 2, 3))
                 psnr_sum += float((-10 * torch.log10(mse.clamp_min(1e-10))).sum())
                 correct += int((self.model.logits(out["z"].float()).argmax(1) == labels).sum())

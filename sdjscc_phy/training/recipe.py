@@ -1,13 +1,15 @@
 """Training recipes: YAML files naming the stages to train, with ``--set`` overrides and validation.
 
 Top level: ``seed`` (determines every random stream), ``output_dir`` (checkpoints and CSV logs, one
-sub-folder per stage), optional ``num_threads`` and ``stages`` (a list; see
+sub-folder per stage), optional ``num_threads``, ``device`` (``auto``: the GPU when present, ``cpu``,
+``cuda``, ``cuda:N``) and ``stages`` (a list; see
 :mod:`sdjscc_phy.training.stages`). Relative paths resolve against the recipe file's folder.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import yaml
 from sdjscc_phy.errors import RecipeError
 from sdjscc_phy.training.stages import COMMON_DEFAULTS, PRECISIONS, STAGE_KINDS
 
-TOP_DEFAULTS: dict[str, Any] = {"seed": 0, "output_dir": None, "num_threads": None, "stages": None}
+TOP_DEFAULTS: dict[str, Any] = {"seed": 0, "output_dir": None, "num_threads": None, "device": "auto", "stages": None}
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
@@ -124,6 +126,8 @@ def normalise_recipe(raw: dict, base: Path, where: str = "recipe") -> dict:
         raise RecipeError(f"{where}: seed must be an integer; got {recipe['seed']!r}")
     if not recipe["output_dir"]:
         raise RecipeError(f"{where}: output_dir is required")
+    if not (isinstance(recipe["device"], str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", recipe["device"])):
+        raise RecipeError(f"{where}: device must be auto, cpu, cuda or cuda:N; got {recipe['device']!r}")
     recipe["output_dir"] = resolve_path(recipe["output_dir"], base)
     stages = recipe["stages"]
     if not isinstance(stages, list) or not stages:

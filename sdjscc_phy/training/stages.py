@@ -29,7 +29,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "kind": None,
     "epochs": 1,
     "batch_size": 128,
-    "precision": "fp32",  # or "bf16": torch.autocast on the CPU
+    "precision": "fp32",  # or "bf16": torch.autocast on the training device
     "optimizer": {"name": "Adam", "lr": 1e-3},  # replaced as a whole, never merged: kwargs differ by name
     "schedule": {"kind": "constant"},  # likewise
     "checkpoint_every_steps": 0,  # 0: checkpoint at the end of each epoch only
@@ -64,22 +64,25 @@ class Stage:
     PATH_KEYS: tuple[str, ...] = ()
     MONITOR: str = "val_loss"
 
-    def __init__(self, config: dict, seed: int):
+    def __init__(self, config: dict, seed: int, device: torch.device | str = "cpu"):
+        """``device``: where modules and batches live (the trainer resolves the recipe's ``device``)."""
         self.config = config
         self.name = config["name"]
         self.seed = seed
+        self.device = torch.device(device)
 
     @contextlib.contextmanager
     def autocast(self):
-        """Mixed-precision context of this stage (bf16 autocast on the CPU, or nothing for fp32)."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config["precision"] == "bf16"):
+        """Mixed-precision context of this stage (bf16 autocast on its device, or nothing for fp32)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config["precision"] == "bf16"):
             yield
 
-    def epoch_generator(self, epoch: int, stream: int = 0) -> torch.Generator:
-        """A torch generator fixed by (seed, stage name, epoch, stream): data order survives a resume."""
+    def epoch_generator(self, epoch: int, stream: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+        """A torch generator on ``device`` fixed by (seed, stage name, epoch, stream): data order and channel
+        noise survive a resume. Data order uses CPU generators, so it is the same on every device."""
         name_code = sum((i + 1) * b for i, b in enumerate(self.name.encode()))
         mixed = ((self.seed * 1_000_003 + name_code) * 10_007 + epoch) * 101 + stream
-        return torch.Generator().manual_seed(mixed % 2**63)
+        return torch.Generator(device=device).manual_seed(mixed % 2**63)
 
     # --- what a kind implements -----------------------------------------------------------------
     def setup(self) -> None:
