@@ -95,7 +95,7 @@ class JsccStage(Stage):
         self.codec.to(self.device)
         self.classifier = None
         if cfg["classifier"]:
-            self.classifier = load_classifier(cfg["classifier"], self.device).requires_grad_(False)
+            self.classifier = load_classifier(cfg["classifier"]).to(self.device).requires_grad_(False)
         self.weights = None
         if loss["kind"] == "semantic" and not loss["gsw"]["per_batch"]:
             self.weights = self._global_weights()
