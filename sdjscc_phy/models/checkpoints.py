@@ -27,7 +27,7 @@ def shipped_names() -> str:
 def load_export(name_or_path: str | Path, export_format: str, kind: str, build: Callable[[dict], nn.Module],
                 map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Load an exported inference checkpoint (``weights_only``): the module ``build(payload)`` makes,
-    with fp32 weights in eval mode, and the payload without its state dict. ``kind`` names the model
+    with fp32 weights in eval mode on ``map_location``, and the payload without its state dict. ``kind`` names the model
     in errors; every failure is a one-line CheckpointError."""
     path = resolve_checkpoint(name_or_path)
     if not path.is_file():
@@ -45,4 +45,4 @@ def load_export(name_or_path: str | Path, export_format: str, kind: str, build: 
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{kind} checkpoint '{path}' does not match its model: {first_line}") from None
-    return module.eval(), {k: v for k, v in payload.items() if k != "state_dict"}
+    return module.to(map_location).eval(), {k: v for k, v in payload.items() if k != "state_dict"}
