@@ -27,8 +27,8 @@ def shipped_names() -> str:
 def load_export(name_or_path: str | Path, export_format: str, kind: str, build: Callable[[dict], nn.Module],
                 map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Load an exported inference checkpoint (``weights_only``): the module ``build(payload)`` makes,
-    with fp32 weights in eval mode on ``map_location``, and the payload without its state dict. ``kind`` names the model
-    in errors; every failure is a one-line CheckpointError."""
+    with fp32 weights in eval mode on ``map_location``, and the payload without its state dict. ``kind``
+    names the model in errors; every failure is a one-line CheckpointError."""
     path = resolve_checkpoint(name_or_path)
     if not path.is_file():
         raise CheckpointError(f"{kind} checkpoint '{name_or_path}' is neither a file nor a shipped name "

@@ -112,8 +112,8 @@ class JsccStage(Stage):
         g = self.config["loss"]["gsw"]
         count = min(g["images"], len(self.train_set))
         pick = torch.randperm(len(self.train_set), generator=self.epoch_generator(-1, 3))[:count]
-        batches = ((self.train_set.images[idx].to(self.device).float() / 255, self.train_set.labels[idx].to(self.device))
-                   for idx in pick.split(250))
+        images, labels = self.train_set.images, self.train_set.labels
+        batches = ((images[idx].to(self.device).float() / 255, labels[idx].to(self.device)) for idx in pick.split(250))
         return gsw.mean_raw_weights(self.classifier, batches, self.config["loss"]["layer"], g["mode"])
 
     def modules(self) -> dict[str, torch.nn.Module]:
