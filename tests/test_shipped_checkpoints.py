@@ -16,13 +16,18 @@ from sdjscc_phy.training.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The shipped SD-JSCC codecs are stage sdjscc's warm restart: 8 more epochs from its own 32-epoch export.
+RESTART = ("stages.sdjscc.epochs=8",)
+
 # checkpoint name -> (recipe file, stage, overrides it was trained with: the recipe header's command; "off"
 # quoted as the stage stores it, unquoted YAML would read false)
 SHIPPED = {
     "classifier_cifar10": ("classifier_cifar10.yaml", "classifier", ()),
     "deepjscc_awgn": ("sdjscc_cifar10.yaml", "deepjscc", ()),
-    "sdjscc_awgn": ("sdjscc_cifar10.yaml", "sdjscc", ()),
-    "sdjscc_nogsw_awgn": ("sdjscc_cifar10.yaml", "sdjscc", ('stages.sdjscc.loss.gsw.mode="off"',)),
+    "sdjscc_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + (
+        "stages.sdjscc.init_from=../sdjscc_phy/checkpoints/sdjscc_awgn.pt",)),
+    "sdjscc_nogsw_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + (
+        'stages.sdjscc.loss.gsw.mode="off"', "stages.sdjscc.init_from=../sdjscc_phy/checkpoints/sdjscc_nogsw_awgn.pt")),
     "cl_awgn": ("cl_cifar10.yaml", "cl", ()),
     "multitask_awgn": ("multitask_cifar10.yaml", "multitask", ()),
     "multitask_gated_awgn": ("multitask_cifar10.yaml", "multitask_gated", ()),
