@@ -28,12 +28,12 @@ class RunResult:
     seconds: float
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the GPU when present, else the CPU."""
+def resolve_device(name: str, where: str = "options: parameter 'device'") -> torch.device:
+    """``auto`` -> the GPU when present, else the CPU; ``where`` names the setting in the error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise JsccflowError(f"options: parameter 'device': '{name}' requested but no CUDA device is available")
+        raise JsccflowError(f"{where}: '{name}' requested but no CUDA device is available")
     return torch.device(name)
 
 

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from sdjscc_phy.core.scheduler import resolve_device
-from sdjscc_phy.errors import CheckpointError, JsccflowError, RecipeError, TrainingError
+from sdjscc_phy.errors import CheckpointError, RecipeError, TrainingError
 from sdjscc_phy.training.checkpoint import (
     TRAIN_FORMAT, TRAIN_VERSION, atomic_torch_save, code_version, load_checkpoint, rng_state, seed_everything,
     set_rng_state,
@@ -67,7 +67,7 @@ class Trainer:
         """Train every stage in order; returns the final validation metrics per stage name."""
         if self.recipe["num_threads"]:
             torch.set_num_threads(int(self.recipe["num_threads"]))
-        self.device = training_device(self.recipe["device"])
+        self.device = resolve_device(self.recipe["device"], "recipe: device")
         results = {}
         for index, config in enumerate(self.recipe["stages"]):
             if self.only and config["name"] not in self.only:
@@ -237,14 +237,6 @@ class Trainer:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(buf.getvalue())
         os.replace(tmp, path)
-
-
-def training_device(name: str) -> torch.device:
-    """The recipe's ``device``: ``auto`` is the GPU when present; a missing GPU is a recipe error."""
-    try:
-        return resolve_device(name)
-    except JsccflowError as exc:
-        raise RecipeError(f"recipe: device: {str(exc).split(': ', 2)[-1]}") from None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
