@@ -95,7 +95,7 @@ class JsccStage(Stage):
         self.codec.to(self.device)
         self.classifier = None
         if cfg["classifier"]:
-            self.classifier = load_classifier(cfg["classifier"]).to(self.device).requires_grad_(False)
+            self.classifier = load_classifier(cfg["classifier"], self.device).requires_grad_(False)
         self.weights = None
         if loss["kind"] == "semantic" and not loss["gsw"]["per_batch"]:
             self.weights = self._global_weights()
@@ -122,11 +122,18 @@ class JsccStage(Stage):
     def num_batches(self) -> int:
         return -(-len(self.train_set) // self.config["batch_size"])
 
+    def _epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image order, mirror flags) of ``epoch``, drawn once per epoch from its generator."""
+        if getattr(self, "_plan_epoch", None) != epoch:
+            g = self.epoch_generator(epoch)
+            n = len(self.train_set)
+            order, flips = torch.randperm(n, generator=g), (torch.rand(n, generator=g) < 0.5)
+            self._plan = order, flips & bool(self.config["augment"]["flip"])
+            self._plan_epoch = epoch
+        return self._plan
+
     def batch(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
-        g = self.epoch_generator(epoch)
-        n = len(self.train_set)
-        order, flips = torch.randperm(n, generator=g), (torch.rand(n, generator=g) < 0.5)
-        flips &= bool(self.config["augment"]["flip"])
+        order, flips = self._epoch_plan(epoch)
         bs = self.config["batch_size"]
         idx = order[index * bs:(index + 1) * bs]
         images = self.train_set.images[idx].to(self.device).float().div_(255)
