@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port
-from sdjscc_phy.phy.quantization import binarize_straight_through
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
+quantization = lazy_import("sdjscc_phy.phy.quantization")
 
 
 class Binarizer(Block):
@@ -22,4 +23,4 @@ class Binarizer(Block):
         return {"bits": (inputs["e"] > self.p.threshold).to(torch.uint8)}
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        return {"bits": binarize_straight_through(inputs["e"], self.p.threshold)}
+        return {"bits": quantization.binarize_straight_through(inputs["e"], self.p.threshold)}

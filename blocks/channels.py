@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import torch
-
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port
-from sdjscc_phy.kernels import channels as host
-from sdjscc_phy.phy import channels as differentiable
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.phy.choices import COHERENCES
+
+torch = lazy_import("torch")
+host = lazy_import("sdjscc_phy.kernels.channels")
+differentiable = lazy_import("sdjscc_phy.phy.channels")
 
 _SNR = Param("snr_db", "float", 10.0, low=-50.0, high=100.0, unit="dB", doc="Es/N0 per complex symbol")
 _X = Port("x", "complex64", ("S",), "transmitted symbols, Es = 1")
@@ -54,7 +56,7 @@ class RayleighChannel(Block):
     outputs = (_Y, _NO, Port("h", "complex64", ("S",), "channel coefficient of each symbol"))
     params = (
         _SNR,
-        Param("coherence", "str", "block", choices=host.COHERENCES, doc="block: one h per item; fast: one h per symbol"),
+        Param("coherence", "str", "block", choices=COHERENCES, doc="block: one h per item; fast: one h per symbol"),
         Param("csi", "bool", True, doc="perfect CSI at the receiver: equalise y h*/|h|^2, report N0/|h|^2"),
     )
 

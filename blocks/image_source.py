@@ -7,12 +7,14 @@ import os
 from functools import cached_property
 
 import numpy as np
-import torch
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.data.datasets import ImageDataset, read_builtin, read_cifar10_batches, read_image_folder
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 
 @functools.lru_cache(maxsize=4)

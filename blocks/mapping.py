@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import torch
-
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import PortError
-from sdjscc_phy.kernels import mapping as host
-from sdjscc_phy.phy import mapping as differentiable
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.phy.choices import CONSTELLATIONS, DEMAPPING_METHODS
 
-CONSTELLATIONS = host.CONSTELLATIONS
+torch = lazy_import("torch")
+host = lazy_import("sdjscc_phy.kernels.mapping")
+differentiable = lazy_import("sdjscc_phy.phy.mapping")
 _CONSTELLATION = Param("constellation", "str", "qam16", choices=tuple(CONSTELLATIONS),
                        doc="Gray-labelled, Es = 1 (bpsk, qpsk, qam16, qam64)")
 
@@ -57,7 +57,7 @@ class SymbolDemapper(Block):
     )
     params = (
         _CONSTELLATION,
-        Param("method", "str", "app", choices=host.DEMAPPING_METHODS, doc="app: exact log-sum-exp; maxlog"),
+        Param("method", "str", "app", choices=DEMAPPING_METHODS, doc="app: exact log-sum-exp; maxlog"),
     )
 
     def setup(self, ctx) -> None:

@@ -7,13 +7,15 @@ import os
 import tempfile
 
 import numpy as np
-import torch
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import JsccflowError, PortError
+from sdjscc_phy.lazy import lazy_import
 from sdjscc_phy.metrics import functional, make_metrics
+
+torch = lazy_import("torch")
 
 
 class ItemLog:

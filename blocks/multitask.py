@@ -13,15 +13,21 @@ actually sent: connect it to a metric sink's ``num_symbols`` (metric ``symbols_p
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sdjscc_phy.blocks.neural import image_size_of_code
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import PortError
-from sdjscc_phy.kernels.mapping import CONSTELLATIONS
-from sdjscc_phy.models.jscc import DOWNSAMPLING
-from sdjscc_phy.models.multitask import MultitaskJscc, load_multitask
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.models import DOWNSAMPLING
+from sdjscc_phy.phy.choices import CONSTELLATIONS
+
+if TYPE_CHECKING:
+    from sdjscc_phy.models.multitask import MultitaskJscc
+
+multitask = lazy_import("sdjscc_phy.models.multitask")
 
 _CHECKPOINT = Param("checkpoint", "str", "multitask_gated_awgn",
                     doc="shipped multi-task codec name (multitask_awgn, multitask_gated_awgn) or a path")
@@ -32,7 +38,7 @@ class _MultitaskBlock(Block):
 
     @cached_property
     def model(self) -> MultitaskJscc:
-        return load_multitask(self.p.checkpoint)
+        return multitask.load_multitask(self.p.checkpoint)
 
     @property
     def code_channels(self) -> int:

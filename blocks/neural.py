@@ -11,14 +11,21 @@ from __future__ import annotations
 import math
 from functools import cached_property
 
-import torch
+from typing import TYPE_CHECKING
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import PortError
-from sdjscc_phy.models.classifier import load_classifier
-from sdjscc_phy.models.jscc import DOWNSAMPLING, JsccCodec, load_codec
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.models import DOWNSAMPLING
+
+if TYPE_CHECKING:
+    from sdjscc_phy.models.jscc import JsccCodec
+
+torch = lazy_import("torch")
+classifier = lazy_import("sdjscc_phy.models.classifier")
+jscc = lazy_import("sdjscc_phy.models.jscc")
 
 _CODEC = Param("checkpoint", "str", "sdjscc_awgn", doc="shipped codec name (sdjscc_awgn, deepjscc_awgn) or a path")
 
@@ -39,7 +46,7 @@ class _CodecBlock(Block):
 
     @cached_property
     def codec(self) -> JsccCodec:
-        return load_codec(self.p.checkpoint)
+        return jscc.load_codec(self.p.checkpoint)
 
     @property
     def code_channels(self) -> int:
@@ -121,7 +128,7 @@ class Classifier(Block):
 
     @cached_property
     def model(self):
-        return load_classifier(self.p.checkpoint)
+        return classifier.load_classifier(self.p.checkpoint)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         self.bind_inputs(input_shapes)

@@ -35,14 +35,17 @@ import functools
 import math
 
 import numpy as np
-import torch
 
 from sdjscc_phy.codecs import CODECS, encode_to_budget, safe_decode
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import JsccflowError, PortError
-from sdjscc_phy.phy.ldpc_codes import ALGORITHMS, SCHEDULES, Ieee80211nLdpcCode, LdpcDecoder, Nr5gLdpcCode
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.phy.choices import LDPC_ALGORITHMS, LDPC_SCHEDULES
+
+torch = lazy_import("torch")
+ldpc_codes = lazy_import("sdjscc_phy.phy.ldpc_codes")
 
 #: Fallback images of the receiver for images it cannot decode.
 #: ``gray``: constant 0.5; ``cifar_mean``: the CIFAR-10 training-set per-channel mean (R, G, B).
@@ -125,8 +128,8 @@ class ImageCodecEncoder(Block):
 def make_ldpc_code(code: str, k: int, n: int, num_bits_per_symbol: int | None):
     """The LDPC code a block's parameters name (cached: 5G NR construction goes through Sionna)."""
     if code == "nr5g":
-        return Nr5gLdpcCode(k, n, num_bits_per_symbol=num_bits_per_symbol)
-    built = Ieee80211nLdpcCode(n=n)
+        return ldpc_codes.Nr5gLdpcCode(k, n, num_bits_per_symbol=num_bits_per_symbol)
+    built = ldpc_codes.Ieee80211nLdpcCode(n=n)
     if built.k != k:
         raise PortError(f"the IEEE 802.11n (n={n}) code has k = {built.k}; got k = {k}")
     return built
@@ -241,8 +244,8 @@ class LdpcDecoderBlock(_LdpcBlock):
     )
     params = _LDPC_PARAMS + (
         Param("num_iter", "int", 20, low=0, doc="maximum BP iterations"),
-        Param("algorithm", "str", "boxplus-phi", choices=ALGORITHMS, doc="check-node rule"),
-        Param("schedule", "str", "layered", choices=SCHEDULES, doc="layered or flooding"),
+        Param("algorithm", "str", "boxplus-phi", choices=LDPC_ALGORITHMS, doc="check-node rule"),
+        Param("schedule", "str", "layered", choices=LDPC_SCHEDULES, doc="layered or flooding"),
         Param("early_stop", "bool", True, doc="stop a codeword once all checks are satisfied"),
         _PREFIX,
     )
@@ -256,7 +259,7 @@ class LdpcDecoderBlock(_LdpcBlock):
 
     def setup(self, ctx) -> None:
         self.setup_batches(ctx, "llr", self.code.n)
-        self._decoder = LdpcDecoder(self.code, self.p.num_iter, self.p.algorithm, self.p.schedule,
+        self._decoder = ldpc_codes.LdpcDecoder(self.code, self.p.num_iter, self.p.algorithm, self.p.schedule,
                                     self.p.early_stop)
         self._codewords = self._failures = self._iterations = self._items = self._failed_items = 0
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port
-from sdjscc_phy.io.sigmf import SigMFWriter
+from sdjscc_phy.lazy import lazy_import
+
+sigmf = lazy_import("sdjscc_phy.io.sigmf")
 
 
 class SymbolFileSink(Block):
@@ -22,7 +24,7 @@ class SymbolFileSink(Block):
     )
 
     def setup(self, ctx) -> None:
-        self._writer = SigMFWriter(self.p.path, sample_rate=self.p.sample_rate,
+        self._writer = sigmf.SigMFWriter(self.p.path, sample_rate=self.p.sample_rate,
                                    description=self.p.description or None, overwrite=self.p.overwrite)
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:

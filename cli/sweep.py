@@ -6,16 +6,13 @@ import sys
 
 import click
 
-from sdjscc_phy.sweep import describe_points, load_sweep, prepare, run_sweep
-from sdjscc_phy.sweep.runner import EXECUTORS
-
 
 @click.command()
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
 @click.option("--jobs", "-j", type=int, default=1, show_default=True,
               help="Points run at once (worker processes; a Dask LocalCluster's workers with --executor dask).")
-@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
-              help="local: this machine (process pool); dask: Dask distributed.")
+@click.option("--executor", default="local", show_default=True,
+              help="local: this machine (process pool); dask: Dask distributed (pip extra [dask]).")
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786) of a running cluster.")
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Results folder (default: the sweep's 'output').")
 @click.option("--models", type=click.Path(file_okay=False), help="Trained-model cache (default: the sweep's 'models').")
@@ -24,6 +21,9 @@ from sdjscc_phy.sweep.runner import EXECUTORS
 def sweep(sweep_file: str, jobs: int, executor: str, scheduler: str | None, output: str | None, models: str | None,
           dry_run: bool, progress: bool | None) -> None:
     """Run every point of SWEEP_FILE not finished yet; rows go to OUTPUT/results.csv as points finish."""
+    # Imported here, not at the top: the sweep machinery loads torch, which `jsccflow --help` must not.
+    from sdjscc_phy.sweep import describe_points, load_sweep, prepare, run_sweep
+
     spec = load_sweep(sweep_file, output=output, models=models)
     if dry_run:
         plans, store = prepare(spec)

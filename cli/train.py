@@ -8,8 +8,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sdjscc_phy.training import train as run_training
-
 
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
@@ -22,6 +20,9 @@ from sdjscc_phy.training import train as run_training
               help="Progress bar (default: on when stderr is a terminal); one line per epoch is printed either way.")
 def train(recipe: str, overrides: tuple[str, ...], resume: bool, stages: tuple[str, ...], progress: bool | None) -> None:
     """Train the stages of RECIPE (a YAML file); checkpoints and CSV logs go to its output_dir."""
+    # Imported here, not at the top: training loads torch, which `jsccflow --help` must not.
+    from sdjscc_phy.training import train as run_training
+
     show_progress = sys.stderr.isatty() if progress is None else progress
     results = run_training(recipe, list(overrides), resume=resume, progress=show_progress, only=stages, report=True)
     table = Table(title=f"{recipe}: final validation metrics")

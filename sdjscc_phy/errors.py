@@ -42,3 +42,7 @@ class RecipeError(JsccflowError):
 
 class TrainingError(JsccflowError):
     """Training cannot continue (e.g. the loss became NaN or inf)."""
+
+
+class MissingExtraError(JsccflowError):
+    """An optional dependency is not installed; the message names the pip extra that provides it."""

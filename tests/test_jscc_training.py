@@ -112,7 +112,7 @@ def test_semantic_loss_is_eq_13():
 
 
 def test_bandwidth_ratio_sets_the_rate(recipe_path):
-    """bpp = 3 · k/n · bits per symbol (CONVENTIONS.md): k/n = 1/48 is 0.25 bpp with 16-QAM, 0.125 with QPSK."""
+    """bpp = 3 · k/n · bits per symbol (docs/conventions.md): k/n = 1/48 is 0.25 bpp with 16-QAM, 0.125 with QPSK."""
     overrides = ["stages.mse.model.bpp=null", f"stages.mse.model.bandwidth_ratio={1 / 48}",
                  "stages.mse.link.constellation=qpsk"]
     Trainer(load_recipe(recipe_path, overrides), progress=False, only=["mse"]).run()

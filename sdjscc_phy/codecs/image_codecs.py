@@ -28,11 +28,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import pillow_heif
 from PIL import Image, features
 
 from sdjscc_phy.codecs import bitstreams
 from sdjscc_phy.errors import ParameterError
+from sdjscc_phy.lazy import lazy_import
+
+# HEVC intra ('bpg') needs the optional package pillow-heif (pip extra [heif]); the other codecs do not.
+pillow_heif = lazy_import("pillow_heif", extra="heif")
 
 
 def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:

@@ -16,13 +16,15 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from sdjscc_phy.core.params import Param, resolve_params
 from sdjscc_phy.core.ports import Port, Shape, bind_shape, substitute_shape
 from sdjscc_phy.errors import ParameterError, PortError
+from sdjscc_phy.lazy import lazy_import
 
-Batch = dict[str, torch.Tensor]
+torch = lazy_import("torch")
+
+Batch = dict[str, "torch.Tensor"]
 
 
 def derive_key(seed: int, block_id: str, batch_index: int | None = None) -> int:

@@ -8,20 +8,29 @@ A port carries a batch tensor whose first dimension is the batch; the port decla
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from functools import cache
 
 from sdjscc_phy.errors import PortError
+from sdjscc_phy.lazy import lazy_import
 
-#: Port dtypes and the tensor dtypes each accepts at run time. ``bits`` are 0/1 values: uint8 on the
-#: host path, float32 on the differentiable torch path (so a straight-through binarizer can pass
-#: gradients through them).
-TENSOR_DTYPES: dict[str, tuple[torch.dtype, ...]] = {
-    "float32": (torch.float32,),
-    "complex64": (torch.complex64,),
-    "bits": (torch.uint8, torch.float32),
-    "int64": (torch.int64,),
+torch = lazy_import("torch")
+
+#: Port dtypes and the names of the torch dtypes each accepts at run time. ``bits`` are 0/1 values:
+#: uint8 on the host path, float32 on the differentiable torch path (so a straight-through binarizer
+#: can pass gradients through them). Names, not torch objects: declaring and validating a flowgraph
+#: does not import torch.
+PORT_DTYPES: dict[str, tuple[str, ...]] = {
+    "float32": ("float32",),
+    "complex64": ("complex64",),
+    "bits": ("uint8", "float32"),
+    "int64": ("int64",),
 }
+
+
+@cache
+def tensor_dtypes(port_dtype: str) -> tuple[torch.dtype, ...]:
+    """The torch dtypes a tensor on a port of ``port_dtype`` may have (checked at run time)."""
+    return tuple(getattr(torch, name) for name in PORT_DTYPES[port_dtype])
 
 Dim = int | str
 Shape = tuple[Dim, ...]
@@ -46,9 +55,9 @@ class Port:
     optional: bool = False
 
     def __post_init__(self):
-        if self.dtype not in TENSOR_DTYPES:
+        if self.dtype not in PORT_DTYPES:
             raise PortError(
-                f"port '{self.name}': dtype must be one of ({', '.join(TENSOR_DTYPES)}); got '{self.dtype}'"
+                f"port '{self.name}': dtype must be one of ({', '.join(PORT_DTYPES)}); got '{self.dtype}'"
             )
 
 

@@ -10,13 +10,15 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-import torch
 from tqdm import tqdm
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block, SetupContext, derive_key
 from sdjscc_phy.core.flowgraph import Flowgraph
-from sdjscc_phy.core.ports import TENSOR_DTYPES, format_shape
+from sdjscc_phy.core.ports import format_shape, tensor_dtypes
 from sdjscc_phy.errors import JsccflowError, PortError
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 
 @dataclass
@@ -91,7 +93,7 @@ class Scheduler:
             where = f"block '{block.id}' output port '{port.name}'"
             if not isinstance(tensor, torch.Tensor):
                 raise PortError(f"{where}: block returned no tensor")
-            if tensor.dtype not in TENSOR_DTYPES[port.dtype]:
+            if tensor.dtype not in tensor_dtypes(port.dtype):
                 raise PortError(f"{where}: declared {port.dtype} but returned {tensor.dtype}")
             declared = self._item_shapes[(block.id, port.name)]
             actual = tuple(tensor.shape)

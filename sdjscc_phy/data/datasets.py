@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sdjscc_phy.data.splits import CIFAR10_VAL_SPLIT, list_image_folder, read_split_file
 from sdjscc_phy.errors import DataError
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from jsonschema import ValidationError
 from sigmf import SigMFFile, keys
 from sigmf.error import SigMFError
@@ -31,6 +30,9 @@ from sigmf.sigmffile import get_sigmf_filenames
 
 import sdjscc_phy
 from sdjscc_phy.errors import DataError, ParameterError
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 DATATYPE = "cf32_le"
 _SAMPLE_DTYPE = np.dtype("<c8")

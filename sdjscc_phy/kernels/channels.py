@@ -1,6 +1,6 @@
 """Host-path channels (Numba): AWGN and Rayleigh fading on complex64 symbol batches ``[B, S]``.
 
-Conventions (shared/CONVENTIONS.md): ``no`` is N0, the noise variance per complex symbol (N0/2 per real
+Conventions (docs/conventions.md): ``no`` is N0, the noise variance per complex symbol (N0/2 per real
 dimension), i.e. ``no = 10 ** (-snr_db / 10)`` for unit-energy symbols; h ~ CN(0, 1).
 
 Noise and fading come from ``rng.complex_normal_pair(key, counter)`` with counter
@@ -20,8 +20,7 @@ from numba import njit, prange
 from sdjscc_phy.errors import ParameterError
 from sdjscc_phy.kernels.rng import (KERNEL_OPTIONS, STREAM_ELEMENT, STREAM_ROW, complex_normal, complex_normal_pair,
                                     split_key)
-
-COHERENCES = ("block", "fast")
+from sdjscc_phy.phy.choices import COHERENCES
 
 _ONE = np.float32(1.0)
 

@@ -13,11 +13,9 @@ from numba import njit, prange
 
 from sdjscc_phy.errors import ParameterError
 from sdjscc_phy.kernels.rng import KERNEL_OPTIONS
+from sdjscc_phy.phy.choices import CONSTELLATIONS, DEMAPPING_METHODS
 
 SUPPORTED_BITS_PER_SYMBOL = (1, 2, 4, 6)
-DEMAPPING_METHODS = ("app", "maxlog")
-#: Constellation name -> bits per complex symbol.
-CONSTELLATIONS = {"bpsk": 1, "qpsk": 2, "qam16": 4, "qam64": 6}
 
 _MINUS_INF = np.float32(-np.inf)
 

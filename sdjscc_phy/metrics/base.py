@@ -11,9 +11,10 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
-import torch
-
 from sdjscc_phy.errors import DataError
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 
 class RunningMoments:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from sdjscc_phy.errors import DataError, ParameterError
+from sdjscc_phy.lazy import lazy_import
 from sdjscc_phy.metrics.base import Metric
 from sdjscc_phy.metrics.functional import as_tensor
 from sdjscc_phy.metrics.registry import register_metric
+
+torch = lazy_import("torch")
 
 
 class _MulticlassMetric(Metric):

@@ -3,7 +3,7 @@
 The stateful metrics in this package only accumulate what these functions return. Where torchmetrics
 has the metric we call it; bit error rate, bits per pixel and the PSNR of a mean MSE are ours.
 
-Image arguments are ``(N, C, H, W)`` floating tensors with values in [0, 1] (CONVENTIONS.md); every
+Image arguments are ``(N, C, H, W)`` floating tensors with values in [0, 1] (docs/conventions.md); every
 function takes the reference first and the reconstruction second, ``(image, image_hat)``.
 """
 
@@ -12,15 +12,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from sdjscc_phy.errors import DataError
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 #: Per-image PSNR is capped here, so a perfect reconstruction (MSE = 0) reports 100 dB instead of inf
 #: and a single perfect image cannot turn a dataset mean into inf. 100 dB is an MSE of 1e-10.
 DEFAULT_MAX_PSNR_DB = 100.0
 
-# SSIM settings fixed by CONVENTIONS.md (they are torchmetrics' defaults; spelled out so a change of
+# SSIM settings fixed by docs/conventions.md (they are torchmetrics' defaults; spelled out so a change of
 # default upstream cannot change our numbers).
 SSIM_KERNEL_SIZE = 11
 SSIM_SIGMA = 1.5

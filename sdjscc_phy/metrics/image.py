@@ -2,7 +2,7 @@
 ``(N, C, H, W)`` floats in [0, 1].
 
 ``psnr_db`` is the mean over images of per-image PSNR; ``psnr_db_of_mean_mse`` is the PSNR of the
-dataset-mean MSE (CONVENTIONS.md). Both cap at ``max_db`` (default 100 dB), so a perfect
+dataset-mean MSE (docs/conventions.md). Both cap at ``max_db`` (default 100 dB), so a perfect
 reconstruction reports 100 dB rather than inf.
 """
 

@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 from sdjscc_phy.errors import ParameterError
+from sdjscc_phy.models import DOWNSAMPLING
 from sdjscc_phy.models.checkpoints import load_export
-
-DOWNSAMPLING = 4
 
 
 def code_channels_for_bpp(bpp: float) -> int:
@@ -58,7 +57,7 @@ def codec_config(model: dict, num_bits_per_symbol: int) -> JsccConfig:
     """The codec of a recipe's ``model`` section (``bpp`` or ``bandwidth_ratio``, ``width``,
     ``num_res_blocks``, ``logit_scale``) on a link of ``num_bits_per_symbol``."""
     bpp = model["bpp"]
-    if model.get("bandwidth_ratio") is not None:  # k/n given instead of bpp (CONVENTIONS.md)
+    if model.get("bandwidth_ratio") is not None:  # k/n given instead of bpp (docs/conventions.md)
         bpp = bpp_for_bandwidth_ratio(model["bandwidth_ratio"], num_bits_per_symbol)
     return JsccConfig(code_channels_for_bpp(bpp), model["width"], model["num_res_blocks"],
                       model.get("logit_scale", 1.0))

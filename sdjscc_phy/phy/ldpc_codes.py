@@ -26,6 +26,8 @@ import scipy.sparse as sp
 
 from sdjscc_phy.errors import ParameterError
 from sdjscc_phy.kernels import ldpc as kernels
+from sdjscc_phy.phy.choices import LDPC_ALGORITHMS as ALGORITHMS
+from sdjscc_phy.phy.choices import LDPC_SCHEDULES as SCHEDULES
 
 # IEEE Std 802.11n-2009 (= IEEE Std 802.11-2012, Annex F), Table R.3 "Matrix prototypes for
 # codeword block length n = 1944 bits, subblock size Z = 81 bits", code rate R = 3/4.
@@ -40,9 +42,6 @@ _IEEE80211N_BASE_MATRICES = {
         26 75 33 21 69 59  3 38 -1 -1 -1 35 -1 62 36 26 -1 -1  1 -1 -1 -1 -1  0
     """),
 }
-
-ALGORITHMS = ("boxplus", "boxplus-phi", "minsum", "normalized-minsum", "offset-minsum")
-SCHEDULES = ("layered", "flooding")
 
 
 def lift_base_matrix(base: np.ndarray, z: int) -> sp.csr_matrix:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interacti
 from sdjscc_phy.errors import JsccflowError  # noqa: E402
 from sdjscc_phy.sweep.stats import aggregate, select  # noqa: E402
 
-# Axis labels with units (CONVENTIONS.md); a column not listed is shown by its name.
+# Axis labels with units (docs/conventions.md); a column not listed is shown by its name.
 LABELS = {
     "snr_db": "SNR$_{test}$, E$_s$/N$_0$ per complex symbol (dB)",
     "snr_train": "SNR$_{train}$, E$_s$/N$_0$ (dB)",
