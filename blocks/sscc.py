@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from sdjscc_phy.codecs import CODECS, encode_to_budget, safe_decode
+from sdjscc_phy.codecs import CODECS, encode_to_budget, require_codec, safe_decode
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
@@ -56,6 +56,14 @@ PACKINGS = ("none", "batch")
 _CODEC = Param("codec", "str", "jpeg", choices=CODECS, doc="image codec (bpg = HEVC intra via HEIF)")
 _PREFIX = Param("prefix", "str", "", doc="prepended to every result name (to tell two chains apart)")
 _SIDE = "side information, assumed received error-free (not counted in bpp)"
+
+
+def _codec_problems(codec: str) -> list[str]:
+    try:
+        require_codec(codec)
+    except JsccflowError as err:
+        return [f"parameter 'codec': {err}"]
+    return []
 
 
 def _as_numpy_uint8_bits(bits: torch.Tensor) -> np.ndarray:
@@ -79,6 +87,9 @@ class ImageCodecEncoder(Block):
               doc="payload budget per image; set it to the LDPC code's k"),
         _PREFIX,
     )
+
+    def check_params(self) -> list[str]:
+        return _codec_problems(self.p.codec)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         channels, _, _ = input_shapes["image"]
@@ -313,6 +324,9 @@ class ImageCodecDecoder(Block):
               doc="image output on failure: gray = constant 0.5; cifar_mean = CIFAR-10 per-channel mean"),
         _PREFIX,
     )
+
+    def check_params(self) -> list[str]:
+        return _codec_problems(self.p.codec)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         self.bind_inputs(input_shapes)

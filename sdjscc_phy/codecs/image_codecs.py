@@ -32,7 +32,7 @@ from PIL import Image, features
 
 from sdjscc_phy.codecs import bitstreams
 from sdjscc_phy.errors import ParameterError
-from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.lazy import lazy_import, require
 
 # HEVC intra ('bpg') needs the optional package pillow-heif (pip extra [heif]); the other codecs do not.
 pillow_heif = lazy_import("pillow_heif", extra="heif")
@@ -96,6 +96,13 @@ if features.check("avif"):
 
 CODECS: tuple[str, ...] = tuple(sorted(_CODECS))
 QUALITY_RANGES: dict[str, tuple[int, int]] = {name: codec.qualities for name, codec in _CODECS.items()}
+
+
+def require_codec(name: str) -> None:
+    """Raise MissingExtraError now if codec ``name`` needs an optional package that is not installed
+    (so a flowgraph fails at validation, not after its first batch)."""
+    if name == "bpg":
+        require("pillow_heif", extra="heif")
 
 
 def _codec(name: str) -> _Codec:

@@ -11,23 +11,27 @@ A flowgraph (GRC-inspired) names block instances and the connections between the
     connections:
       - src.bits -> map.bits
 
-Validation reports *every* problem at once, one line each, prefixed with ``file:line:``.
+Validation reports *every* problem at once, one line each, prefixed with ``file:line:``. A flowgraph
+may also be given as YAML text (errors say ``<string>:line:``) or as a Python mapping (``<dict>:``).
 """
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Union
 
 from sdjscc_phy.core.block import Block
 from sdjscc_phy.core.params import Param, resolve_params
 from sdjscc_phy.core.ports import Shape
 from sdjscc_phy.core.registry import get_block_class
 from sdjscc_phy.core.yaml_lines import (
-    ErrorLines, LineDict, LineList, load_yaml_with_lines, parse_assignment, source_line,
+    ErrorLines, LineDict, LineList, load_yaml_text, load_yaml_with_lines, parse_assignment, source_line,
 )
 from sdjscc_phy.errors import FlowgraphError, JsccflowError, ParameterError
 
@@ -84,10 +88,39 @@ class Flowgraph:
         return [b for b in self.blocks.values() if not type(b).inputs]
 
 
-def load_flowgraph(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Flowgraph:
-    """Load, override and validate a flowgraph file; FlowgraphError lists every problem found."""
+#: A flowgraph as ``load_flowgraph`` takes it: a file path, YAML text, or an already parsed mapping.
+FlowgraphSource = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+#: Overrides: ``KEY=VALUE`` strings as on the command line (VALUE parsed as YAML), or a mapping
+#: ``{KEY: value}``; KEY is ``VAR``, ``ID.PARAM`` or ``options.KEY``.
+Overrides = Union[Iterable[str], Mapping[str, Any], None]
+
+
+def read_flowgraph_source(flowgraph: FlowgraphSource) -> tuple[str, Any]:
+    """(name errors use, parsed data) of a path, YAML text or mapping.
+
+    A string is YAML text when it spans several lines or is a one-line ``{...}`` mapping, else a path.
+    A mapping is deep-copied, so overriding never changes the caller's object.
+    """
+    if isinstance(flowgraph, Mapping):
+        return "<dict>", copy.deepcopy(dict(flowgraph))
+    if isinstance(flowgraph, os.PathLike):
+        path = os.fspath(flowgraph)
+        return path, load_yaml_with_lines(path)
+    if isinstance(flowgraph, str):
+        if "\n" in flowgraph.strip() or flowgraph.lstrip().startswith("{"):
+            return "<string>", load_yaml_text(flowgraph)
+        return flowgraph, load_yaml_with_lines(flowgraph)
+    raise FlowgraphError([f"a flowgraph must be a file path, YAML text or a mapping; got {type(flowgraph).__name__}"])
+
+
+def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **options: Any) -> Flowgraph:
+    """Load, override and validate a flowgraph; FlowgraphError lists every problem found.
+
+    ``flowgraph`` is a file path, YAML text or a mapping (see ``read_flowgraph_source``);
+    ``overrides`` as on the command line's ``--set``; ``options`` set ``options.KEY`` (e.g. ``seed=1``).
+    """
+    path, data = read_flowgraph_source(flowgraph)
     errors = ErrorLines(path)
-    data = load_yaml_with_lines(path)
     if not isinstance(data, dict):
         raise FlowgraphError([f"{path}: a flowgraph must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"])
     for key in data:
@@ -102,7 +135,8 @@ def load_flowgraph(path: str, overrides: list[str] | tuple[str, ...] = ()) -> Fl
     variables = _mapping(data, "variables", errors)
     raw_blocks = _sequence(data, "blocks", errors)
     raw_connections = _sequence(data, "connections", errors)
-    _apply_overrides(overrides, raw_options, variables, raw_blocks, errors)
+    assignments = _assignments(overrides, errors) + [(f"options.{key}", value) for key, value in options.items()]
+    _apply_overrides(assignments, raw_options, variables, raw_blocks, errors)
 
     options, problems = resolve_params(OPTIONS, dict(raw_options))
     for problem in problems:
@@ -155,15 +189,28 @@ def _sequence(data: dict, key: str, errors: ErrorLines) -> LineList:
     return value
 
 
-def _apply_overrides(overrides, options: LineDict, variables: LineDict, blocks: LineList, errors: ErrorLines) -> None:
-    """``VAR=VALUE``, ``ID.PARAM=VALUE`` or ``options.KEY=VALUE`` from the command line."""
-    by_id = {b.get("id"): b for b in blocks if isinstance(b, dict)}
+def _assignments(overrides: Overrides, errors: ErrorLines) -> list[tuple[str, Any]]:
+    """``(KEY, value)`` pairs of ``KEY=VALUE`` strings (VALUE parsed as YAML) or of a mapping."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [(str(key), value) for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    pairs = []
     for text in overrides:
         try:
-            key, value = parse_assignment(text)
+            pairs.append(parse_assignment(text))
         except ParameterError as err:
             errors.add(str(err))
-            continue
+    return pairs
+
+
+def _apply_overrides(assignments: list[tuple[str, Any]], options: LineDict, variables: LineDict, blocks: LineList,
+                     errors: ErrorLines) -> None:
+    """Set ``VAR``, ``ID.PARAM`` or ``options.KEY`` to each assigned value (command line or Python API)."""
+    by_id = {b.get("id"): b for b in blocks if isinstance(b, dict)}
+    for key, value in assignments:
         head, dot, tail = key.partition(".")
         if not dot:
             if key not in variables:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -16,18 +17,37 @@ from sdjscc_phy.core.block import Batch, BatchContext, Block, SetupContext, deri
 from sdjscc_phy.core.flowgraph import Flowgraph
 from sdjscc_phy.core.ports import format_shape, tensor_dtypes
 from sdjscc_phy.errors import JsccflowError, PortError
-from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.lazy import lazy_import, require
+
+if TYPE_CHECKING:
+    import pandas
 
 torch = lazy_import("torch")
 
 
 @dataclass
 class RunResult:
-    """Metrics of a run and what it cost."""
+    """Metrics of a run and what it cost.
+
+    Attributes:
+        metrics: every sink's results by name (``accuracy``, ``accuracy_se``, ``ber``, ...).
+        items: items processed.
+        seconds: wall time of the run (set-up and every batch).
+        variables: the flowgraph's variables after overrides (e.g. ``{"snr_db": 5.0}``).
+    """
 
     metrics: dict[str, float]
     items: int
     seconds: float
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> pandas.DataFrame:
+        """One row: the variables, then the metrics, ``items`` and ``seconds`` (needs pandas: extra ``[frames]``).
+
+        Rows of several runs concatenate into one table: ``pandas.concat([r.to_frame() for r in results])``.
+        """
+        pandas = require("pandas", extra="frames")
+        return pandas.DataFrame([{**self.variables, **self.metrics, "items": self.items, "seconds": self.seconds}])
 
 
 def resolve_device(name: str, where: str = "options: parameter 'device'") -> torch.device:
@@ -143,4 +163,4 @@ def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
             scheduler.abort()
             raise
         metrics = scheduler.close()
-    return RunResult(metrics, total, time.perf_counter() - began)
+    return RunResult(metrics, total, time.perf_counter() - began, dict(fg.variables))

@@ -91,6 +91,11 @@ def load_yaml_with_lines(path: str):
             text = fh.read()
     except OSError as err:
         raise FlowgraphError([f"{path}: cannot read file: {err.strerror}"]) from None
+    return load_yaml_text(text, path)
+
+
+def load_yaml_text(text: str, path: str = "<string>"):
+    """Parse YAML ``text``; errors name ``path`` (the file it came from, or ``<string>``) and the line."""
     loader = _LineLoader(text)
     loader.duplicate_keys = []
     try:

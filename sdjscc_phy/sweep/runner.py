@@ -25,6 +25,7 @@ from tqdm import tqdm
 import sdjscc_phy
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
 from sdjscc_phy.io.results import write_json_atomic
+from sdjscc_phy.lazy import require
 from sdjscc_phy.sweep.models import ModelPlan, StagePlan, plan_model, train_stage, write_standin
 from sdjscc_phy.sweep.spec import Point, Sweep, SweepError, TrainSpec, file_digest
 from sdjscc_phy.sweep.store import ResultStore
@@ -210,17 +211,14 @@ class _Local:
 
 class _Dask:
     def __init__(self, jobs: int, scheduler: str | None):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise JsccflowError("--executor dask needs Dask distributed: pip install 'dask[distributed]'") from None
+        distributed = require("distributed", extra="dask")
         self.cluster = None
         if scheduler:
-            self.client = Client(scheduler)
+            self.client = distributed.Client(scheduler)
         else:
-            self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                        dashboard_address=None)
-            self.client = Client(self.cluster)
+            self.cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                    dashboard_address=None)
+            self.client = distributed.Client(self.cluster)
 
     def submit(self, fn, *args):
         return self.client.submit(fn, *args, pure=False)
