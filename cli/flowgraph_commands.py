@@ -1,4 +1,4 @@
-"""``jsccflow run``, ``jsccflow validate`` and ``jsccflow blocks``."""
+"""``jsccflow run``, ``validate``, ``graph``, ``blocks`` and ``metrics``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from sdjscc_phy.core.ports import format_shape
 from sdjscc_phy.core.registry import registry
 from sdjscc_phy.core.scheduler import run_flowgraph
 from sdjscc_phy.io.results import write_json_atomic
+from sdjscc_phy.reference import (
+    blocks_markdown, describe_blocks, describe_metrics, metrics_markdown, param_allowed, param_default,
+)
 
 _SET_HELP = "Override a variable (VAR=VALUE), a block parameter (ID.PARAM=VALUE) or an option (options.KEY=VALUE)."
 
@@ -57,30 +60,32 @@ def validate(flowgraph: str, overrides: tuple[str, ...]) -> None:
         click.echo(f"  {block_id}.{port}: {type(fg.blocks[block_id]).output_port(port).dtype} {format_shape(shape)}")
 
 
-def describe_blocks() -> list[dict]:
-    """Every registered block: type, doc, paths, ports and parameters (what ``blocks --json`` prints)."""
-    out = []
-    for name, cls in sorted(registry().items()):
-        out.append({
-            "type": name,
-            "doc": cls.doc(),
-            "paths": list(cls.available_paths()),
-            "inputs": [{"name": p.name, "dtype": p.dtype, "shape": format_shape(p.shape), "optional": p.optional,
-                        "doc": p.doc} for p in cls.inputs],
-            "outputs": [{"name": p.name, "dtype": p.dtype, "shape": format_shape(p.shape), "doc": p.doc}
-                        for p in cls.outputs],
-            "params": [p.describe() for p in cls.params],
-        })
-    return out
+@click.command()
+@click.argument("flowgraph", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), metavar="FILE.svg|FILE.png",
+              help="Where to draw it; the suffix picks SVG or PNG.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+def graph(flowgraph: str, output: str, overrides: tuple[str, ...]) -> None:
+    """Draw FLOWGRAPH: its blocks with their ports (dtype, item shape) and the connections."""
+    from sdjscc_phy.plots.flowgraph import draw_flowgraph, drawing_format  # matplotlib: only this command needs it
+
+    drawing_format(output)  # refuse a wrong suffix before loading (which may load models)
+    fg = load_flowgraph(flowgraph, overrides)
+    draw_flowgraph(fg, output)
+    click.echo(f"{flowgraph}: {len(fg.blocks)} blocks, {len(fg.connections)} connections -> {output}")
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def blocks(as_json: bool) -> None:
+@click.option("--markdown", is_flag=True, help="The Markdown block reference (docs/blocks.md).")
+def blocks(as_json: bool, markdown: bool) -> None:
     """List every registered block with its ports and parameters."""
-    described = describe_blocks()
+    described = describe_blocks(registry().values())
     if as_json:
         click.echo(json.dumps(described, indent=2))
+        return
+    if markdown:
+        click.echo(blocks_markdown(described), nl=False)
         return
     console = Console(soft_wrap=True)
     for block in described:
@@ -90,12 +95,27 @@ def blocks(as_json: bool) -> None:
                 console.print(f"  {direction[:-1]:6} {port['name']}: {port['dtype']} {port['shape']}  {port['doc']}",
                               highlight=False)
         for param in block["params"]:
-            default = "required" if param["required"] else f"default {param['default']!r}"
-            extra = f" choices {param['choices']}" if "choices" in param else ""
-            if "range" in param:
-                low = "-inf" if param["range"][0] is None else param["range"][0]
-                high = "inf" if param["range"][1] is None else param["range"][1]
-                extra += f" range [{low}, {high}]"
+            default = "required" if param["required"] else f"default {param_default(param)}"
+            allowed = param_allowed(param)
+            extra = (f" choices {allowed}" if "choices" in param else f" range {allowed}") if allowed else ""
             unit = f" [{param['unit']}]" if "unit" in param else ""
             console.print(f"  param  {param['name']}: {param['type']}{unit}, {default}{extra}  {param['doc']}",
                           highlight=False, markup=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--markdown", is_flag=True, help="The Markdown metric reference (docs/metrics.md).")
+def metrics(as_json: bool, markdown: bool) -> None:
+    """List every metric a metric_sink can compute: results, unit, inputs and settings."""
+    described = describe_metrics()
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+    elif markdown:
+        click.echo(metrics_markdown(described), nl=False)
+    else:
+        for m in described:
+            settings = f"; settings: {', '.join(m['settings'])}" if m["settings"] else ""
+            unit = f" [{m['unit']}]" if m["unit"] else ""
+            click.echo(f"{m['name']}{unit}: {m['description'].splitlines()[0]}")
+            click.echo(f"  results: {', '.join(m['keys'])}; inputs: {', '.join(m['inputs'])}{settings}")

@@ -1,4 +1,4 @@
-"""``jsccflow``: run, validate and list flowgraph blocks; train models from recipes; sweep, plot and tabulate.
+"""``jsccflow``: run, validate and draw flowgraphs, list blocks and metrics; train models from recipes; sweep, plot and tabulate.
 
 Every user error (a ``JsccflowError``) becomes one line per problem on stderr and exit code 2, with no
 traceback; ``main(argv)`` returns the exit code so tests can call it directly.
@@ -11,7 +11,7 @@ import sys
 import click
 
 from sdjscc_phy import __version__
-from sdjscc_phy.cli.flowgraph_commands import blocks, run, validate
+from sdjscc_phy.cli.flowgraph_commands import blocks, graph, metrics, run, validate
 from sdjscc_phy.cli.plot import plot, plot_grid
 from sdjscc_phy.cli.sweep import sweep
 from sdjscc_phy.cli.table import table
@@ -29,7 +29,9 @@ def cli() -> None:
 
 cli.add_command(run)
 cli.add_command(validate)
+cli.add_command(graph)
 cli.add_command(blocks)
+cli.add_command(metrics)
 cli.add_command(train)
 cli.add_command(sweep)
 cli.add_command(plot)

@@ -60,6 +60,7 @@ class Metric:
     Subclasses are registered with ``@register_metric("name")``, which sets ``name``. They declare:
 
     - ``higher_is_better``: True, False, or None where neither (a rate such as bpp);
+    - ``unit``: the unit of the value (``dB``, ``bits per pixel``), shown by ``jsccflow metrics``;
     - ``inputs``: the named inputs ``update`` needs, matching metric-sink port names; ``"a|b"`` means
       either ``a`` or ``b``;
     - ``reports_standard_error``: whether ``compute()`` also returns ``<name>_se``, the standard error
@@ -70,6 +71,7 @@ class Metric:
 
     name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool | None] = None
+    unit: ClassVar[str] = ""
     inputs: ClassVar[tuple[str, ...]] = ()
     reports_standard_error: ClassVar[bool] = False
 

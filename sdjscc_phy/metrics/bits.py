@@ -19,6 +19,7 @@ class Ber(MeanOverItems):
     """
 
     higher_is_better = False
+    unit = "fraction of bits"
     inputs = ("bits", "bits_hat")
 
     def update(self, bits, bits_hat) -> None:
@@ -34,6 +35,7 @@ class Bpp(MeanOverItems):
     """
 
     higher_is_better = None
+    unit = "bits per pixel"
     reports_standard_error = False
     inputs = ("num_bits", "image")
 
@@ -56,6 +58,7 @@ class SymbolsPerImage(MeanOverItems):
     """
 
     higher_is_better = None
+    unit = "complex symbols"
     reports_standard_error = False
     inputs = ("num_symbols",)
 

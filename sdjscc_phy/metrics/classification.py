@@ -102,6 +102,7 @@ class Accuracy(_MulticlassMetric):
     """
 
     reports_standard_error = True
+    unit = "fraction of images"
     _torchmetrics_class = "MulticlassAccuracy"
     _average = "micro"
 

@@ -48,6 +48,7 @@ class Psnr(_ImagePairMetric):
     """
 
     higher_is_better = True
+    unit = "dB"
 
     def __init__(self, max_db: float = DEFAULT_MAX_PSNR_DB) -> None:
         super().__init__()
@@ -65,6 +66,7 @@ class PsnrOfMeanMse(_ImagePairMetric):
     """
 
     higher_is_better = True
+    unit = "dB"
     reports_standard_error = False
 
     def __init__(self, max_db: float = DEFAULT_MAX_PSNR_DB) -> None:
