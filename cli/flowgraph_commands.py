@@ -66,7 +66,10 @@ def validate(flowgraph: str, overrides: tuple[str, ...]) -> None:
               help="Where to draw it; the suffix picks SVG or PNG.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 def graph(flowgraph: str, output: str, overrides: tuple[str, ...]) -> None:
-    """Draw FLOWGRAPH: its blocks with their ports (dtype, item shape) and the connections."""
+    """Draw FLOWGRAPH as SVG or PNG.
+
+    Blocks with their ports (dtype, validated item shape) and the connections, laid out left to right.
+    """
     from sdjscc_phy.plots.flowgraph import draw_flowgraph, drawing_format  # matplotlib: only this command needs it
 
     drawing_format(output)  # refuse a wrong suffix before loading (which may load models)
@@ -107,7 +110,10 @@ def blocks(as_json: bool, markdown: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--markdown", is_flag=True, help="The Markdown metric reference (docs/metrics.md).")
 def metrics(as_json: bool, markdown: bool) -> None:
-    """List every metric a metric_sink can compute: results, unit, inputs and settings."""
+    """List the metrics a metric_sink computes.
+
+    Each metric's result names, unit, the sink inputs it needs and its settings.
+    """
     described = describe_metrics()
     if as_json:
         click.echo(json.dumps(described, indent=2))

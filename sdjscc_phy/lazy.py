@@ -42,9 +42,7 @@ class _DeferredModule(types.ModuleType):
         self.__dict__["_deferred_extra"] = extra
 
     def __getattr__(self, attr: str):
-        # Only called for names not yet cached in __dict__.
-        if attr.startswith("__") and attr.endswith("__"):
-            raise AttributeError(attr)  # keep copy/pickle/introspection probes from importing
+        # Only called for names not yet cached in __dict__ (``__version__`` and the like included).
         value = getattr(require(self.__name__, self._deferred_extra), attr)
         self.__dict__[attr] = value
         return value

@@ -38,9 +38,9 @@ def test_validating_a_link_level_flowgraph_imports_no_heavy_package():
     assert modules_loaded_by(["validate", "flowgraphs/qam16_awgn_ber.yaml"]) == (0, [])
 
 
-def test_blocks_listing_imports_no_heavy_package():
-    rc, loaded = modules_loaded_by(["blocks", "--json"])
-    assert rc == 0 and loaded == []
+@pytest.mark.parametrize("command", ["blocks", "metrics"])
+def test_listing_blocks_or_metrics_imports_no_heavy_package(command):
+    assert modules_loaded_by([command, "--json"]) == (0, [])
 
 
 def test_running_imports_what_it_needs():
