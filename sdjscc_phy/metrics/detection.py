@@ -115,7 +115,7 @@ class _CocoMap(Metric):
     inputs = ("boxes", "labels", "num_objects", "boxes_hat", "scores_hat", "labels_hat", "num_detections")
     _iou_thresholds: tuple[float, ...]
 
-    def __init__(self, bootstrap: int = 200, max_detections: int = 100) -> None:
+    def __init__(self, bootstrap: int = 100, max_detections: int = 100) -> None:
         for name, value, low in (("bootstrap", bootstrap, 0), ("max_detections", max_detections, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ParameterError(f"`{name}` of metric '{self.name}' must be an integer >= {low}; got {value!r}")

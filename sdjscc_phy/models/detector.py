@@ -104,11 +104,16 @@ class CenterNetDetector(nn.Module):
 
 def decode_detections(outputs: dict[str, torch.Tensor], image_size: tuple[int, int], max_detections: int = 50):
     """Boxes ``[B, K, 4]`` (xyxy pixels, clipped to the image), scores ``[B, K]`` (sigmoid of the peak)
-    and labels ``[B, K]`` of the ``K = min(max_detections, C*h*w)`` best heatmap peaks, best first."""
+    and labels ``[B, K]`` of the ``K = max_detections`` best heatmap peaks, best first. Where there are
+    fewer than K peaks (a small heatmap), the last slots are padding: score 0, label 0, box zeros."""
     heat = torch.sigmoid(outputs["heatmap"].float())
     batch, classes, rows, cols = heat.shape
     peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
-    scores, index = peaks.flatten(1).topk(min(max_detections, classes * rows * cols), dim=1)
+    padding = max(0, max_detections - classes * rows * cols)
+    peaks = F.pad(peaks.flatten(1), (0, padding))
+    scores, index = peaks.topk(max_detections, dim=1)
+    found = scores > 0
+    index = torch.where(found, index, 0)
     labels, cell = index // (rows * cols), index % (rows * cols)
     ys, xs = (cell // cols).float(), (cell % cols).float()
 
@@ -122,7 +127,7 @@ def decode_detections(outputs: dict[str, torch.Tensor], image_size: tuple[int, i
         (cx - size[..., 0] / 2).clamp(0, width), (cy - size[..., 1] / 2).clamp(0, height),
         (cx + size[..., 0] / 2).clamp(0, width), (cy + size[..., 1] / 2).clamp(0, height),
     ], dim=-1)
-    return boxes, scores, labels
+    return boxes * found[..., None], scores, labels
 
 
 def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float = MIN_OVERLAP) -> torch.Tensor:
