@@ -14,7 +14,6 @@ import os
 from functools import cached_property
 
 import numpy as np
-import torch
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
@@ -24,7 +23,11 @@ from sdjscc_phy.data.scenes import (
     BUILTIN_SCENES, GENERATOR_VERSION, MAX_OBJECTS, PATCH, SceneSet, make_scenes, read_scene_set,
 )
 from sdjscc_phy.errors import PortError
-from sdjscc_phy.models.detector import INPUT_MULTIPLE, decode_detections, load_detector
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.models import DETECTOR_INPUT_MULTIPLE as INPUT_MULTIPLE
+
+torch = lazy_import("torch")
+detector = lazy_import("sdjscc_phy.models.detector")
 
 
 @functools.lru_cache(maxsize=2)
@@ -138,7 +141,7 @@ class Detector(Block):
 
     @cached_property
     def model(self):
-        return load_detector(self.p.checkpoint)
+        return detector.load_detector(self.p.checkpoint)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         _, height, width = input_shapes["image"]
@@ -154,6 +157,7 @@ class Detector(Block):
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
         image = inputs["image"]
-        boxes, scores, labels = decode_detections(self.model(image), tuple(image.shape[-2:]), self.p.max_detections)
+        maps = self.model(image)
+        boxes, scores, labels = detector.decode_detections(maps, tuple(image.shape[-2:]), self.p.max_detections)
         return {"boxes": boxes, "scores": scores, "labels": labels,
                 "num_detections": (scores > self.p.score_threshold).sum(dim=1)}

@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sdjscc_phy.data.datasets import BUILTIN_DIR, ImageDataset, read_image_folder
 from sdjscc_phy.errors import DataError
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 #: The scene generator's algorithm version: a new version may change every scene, an old one never does.
 GENERATOR_VERSION = 1

@@ -24,10 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sdjscc_phy.models import DETECTOR_INPUT_MULTIPLE as INPUT_MULTIPLE
+from sdjscc_phy.models import DETECTOR_STRIDE as STRIDE
 from sdjscc_phy.models.checkpoints import load_export
 
-STRIDE = 4
-INPUT_MULTIPLE = 16
 EXPORT_FORMAT = "jsccflow-detector"
 EXPORT_VERSION = 1
 # Mean / std of the CIFAR-10 training images (the scenes are made of them).
