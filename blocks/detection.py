@@ -22,9 +22,10 @@ from sdjscc_phy.data.datasets import ImageDataset, read_image_folder
 from sdjscc_phy.data.scenes import (
     BUILTIN_SCENES, GENERATOR_VERSION, MAX_OBJECTS, PATCH, SceneSet, make_scenes, read_scene_set,
 )
-from sdjscc_phy.errors import PortError
+from sdjscc_phy.errors import CheckpointError, PortError
 from sdjscc_phy.lazy import lazy_import
 from sdjscc_phy.models import DETECTOR_INPUT_MULTIPLE as INPUT_MULTIPLE
+from sdjscc_phy.models import DETECTOR_STRIDE as STRIDE
 
 torch = lazy_import("torch")
 detector = lazy_import("sdjscc_phy.models.detector")
@@ -130,9 +131,18 @@ class Detector(Block):
         Port("scores", "float32", ("K",), "detection confidence in [0, 1]"),
         Port("labels", "int64", ("K",), "detected class"),
         Port("num_detections", "int64", (), "detections scoring above score_threshold (the first slots)"),
+        Port("heatmap", "float32", ("C", "h", "w"), f"class-centre logits on the stride-{STRIDE} grid (h = H/{STRIDE}; "
+             "the detection loss reads these maps)"),
+        Port("size", "float32", (2, "h", "w"), "box width and height in pixels at each cell"),
+        Port("offset", "float32", (2, "h", "w"), "box centre offset within each cell, in cells"),
     )
     params = (
-        Param("checkpoint", "str", doc="detector checkpoint: a shipped name or a path"),
+        Param("checkpoint", "str", nullable=True,
+              doc="a shipped detector name or a path; null: a fresh, untrained detector (for training)"),
+        Param("width", "int", None, low=8, nullable=True,
+              doc="channels at stride 4 (fresh detector; default 48; checked against a checkpoint's)"),
+        Param("num_classes", "int", None, low=1, nullable=True,
+              doc="heatmap classes (fresh detector; default 10; checked against a checkpoint's)"),
         Param("max_detections", "int", 50, low=1, doc="K: detections kept per image (heatmap peaks by score; "
               "slots beyond the heatmap's cells are padding with score 0)"),
         Param("score_threshold", "float", 0.0, low=0.0, high=1.0,
@@ -141,7 +151,16 @@ class Detector(Block):
 
     @cached_property
     def model(self):
-        return detector.load_detector(self.p.checkpoint)
+        given = {name: getattr(self.p, name) for name in ("width", "num_classes") if getattr(self.p, name) is not None}
+        if self.p.checkpoint is None:
+            return detector.CenterNetDetector(**given)
+        loaded = detector.load_detector(self.p.checkpoint)
+        for name, value in given.items():
+            if loaded.arch[name] != value:
+                raise CheckpointError(f"block '{self.id}': parameter '{name}' is {value} but checkpoint "
+                                      f"'{self.p.checkpoint}' has {loaded.arch[name]}; checkpoint: null builds a "
+                                      "fresh detector")
+        return loaded
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         _, height, width = input_shapes["image"]
@@ -150,7 +169,10 @@ class Detector(Block):
                 raise PortError(f"input port 'image': {name} = {size} is not a multiple of {INPUT_MULTIPLE}")
         # The checkpoint is not read here: a flowgraph validates before its detector is trained.
         slots = self.p.max_detections
-        return {"boxes": (slots, 4), "scores": (slots,), "labels": (slots,), "num_detections": ()}
+        grid = tuple(size // STRIDE if isinstance(size, int) else symbol
+                     for size, symbol in ((height, "h"), (width, "w")))
+        return {"boxes": (slots, 4), "scores": (slots,), "labels": (slots,), "num_detections": (),
+                "heatmap": (self.p.num_classes or "C", *grid), "size": (2, *grid), "offset": (2, *grid)}
 
     def setup(self, ctx) -> None:
         self.model.to(ctx.device)
@@ -160,4 +182,4 @@ class Detector(Block):
         maps = self.model(image)
         boxes, scores, labels = detector.decode_detections(maps, tuple(image.shape[-2:]), self.p.max_detections)
         return {"boxes": boxes, "scores": scores, "labels": labels,
-                "num_detections": (scores > self.p.score_threshold).sum(dim=1)}
+                "num_detections": (scores > self.p.score_threshold).sum(dim=1), **maps}

@@ -394,3 +394,36 @@ def test_malformed_scene_file_stops_a_run_with_one_line(write_flowgraph, tiny_de
     assert main(["run", write_flowgraph(text), "--no-progress"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and "scene 0, object 0" in line and "negative width" in line
+
+
+def test_a_fresh_detector_block_trains_through_its_map_outputs(tiny_detector):
+    from sdjscc_phy.blocks.detection import Detector
+    from sdjscc_phy.core.block import BatchContext
+
+    torch.manual_seed(0)
+    block = Detector("det", checkpoint=None, width=16)
+    assert block.model.arch == {"num_classes": 10, "width": 16} and block.model.training
+    shapes = block.infer_shapes({"image": (3, 64, 64)})
+    assert shapes["heatmap"] == ("C", 16, 16) and shapes["size"] == shapes["offset"] == (2, 16, 16)
+    scenes = read_scene_set(BUILTIN_SCENES).subset(range(8))
+    images = scenes.images.float() / 255
+    optimiser = torch.optim.Adam(block.model.parameters(), 5e-3)
+    ctx = BatchContext(0, 0, 8, "torch", torch.device("cpu"), 0, "det", 0)
+    losses = []
+    for _ in range(20):
+        out = block.process(dict(image=images), ctx)
+        assert out["heatmap"].shape == (8, 10, 16, 16) and out["boxes"].shape == (8, 50, 4)
+        loss = detection_loss(out, scenes.boxes, scenes.labels, scenes.num_objects)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 2
+
+
+def test_architecture_parameters_must_match_the_checkpoint(tiny_detector):
+    from sdjscc_phy.blocks.detection import Detector
+
+    assert Detector("det", checkpoint=tiny_detector, width=8).model.arch["width"] == 8
+    with pytest.raises(CheckpointError, match="block 'det': parameter 'width' is 48 but checkpoint .* has 8"):
+        Detector("det", checkpoint=tiny_detector, width=48).model
