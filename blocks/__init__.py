@@ -3,6 +3,7 @@
 from sdjscc_phy.blocks.binarizer import Binarizer
 from sdjscc_phy.blocks.bit_source import BitSource
 from sdjscc_phy.blocks.channels import AwgnChannel, RayleighChannel
+from sdjscc_phy.blocks.detection import DetectionSource, Detector
 from sdjscc_phy.blocks.image_source import ImageSource
 from sdjscc_phy.blocks.mapping import SymbolDemapper, SymbolMapper
 from sdjscc_phy.blocks.metric_sink import MetricSink
@@ -15,4 +16,5 @@ BUILTIN_BLOCKS = [
     ImageSource, BitSource, Binarizer, SymbolMapper, SymbolDemapper, AwgnChannel, RayleighChannel,
     JsccEncoder, JsccDecoder, Classifier, MetricSink, SymbolFileSink,
     ImageCodecEncoder, LdpcEncoder, LdpcDecoderBlock, ImageCodecDecoder, MultitaskEncoder, MultitaskDecoder,
+    DetectionSource, Detector,
 ]

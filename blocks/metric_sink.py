@@ -1,4 +1,4 @@
-"""Metric sink: streaming accuracy, F1, PSNR, SSIM, BER, bpp (see sdjscc_phy.metrics)."""
+"""Metric sink: streaming accuracy, F1, PSNR, SSIM, BER, bpp, detection mAP (see sdjscc_phy.metrics)."""
 
 from __future__ import annotations
 
@@ -82,11 +82,18 @@ class MetricSink(Block):
         Port("llr", "float32", ("N",), "received LLRs, ln P(1)/P(0); hard decision llr > 0", optional=True),
         Port("num_bits", "int64", (), "bits transmitted per image (default: size of 'bits')", optional=True),
         Port("num_symbols", "int64", (), "complex channel symbols sent per image (gated codecs)", optional=True),
+        Port("boxes", "float32", ("M", 4), "true object boxes (x0, y0, x1, y1), pixels", optional=True),
+        Port("labels", "int64", ("M",), "true object classes", optional=True),
+        Port("num_objects", "int64", (), "objects per image: the first slots of boxes/labels", optional=True),
+        Port("boxes_hat", "float32", ("K", 4), "detected boxes (x0, y0, x1, y1), pixels", optional=True),
+        Port("scores_hat", "float32", ("K",), "detection scores", optional=True),
+        Port("labels_hat", "int64", ("K",), "detected classes", optional=True),
+        Port("num_detections", "int64", (), "detections per image: the first slots of the *_hat ports", optional=True),
     )
     params = (
         Param("metrics", "list", ["accuracy"],
               doc="names: accuracy, f1_macro, psnr_db, psnr_db_of_mean_mse, ssim, mse, ber, bpp, "
-                  "symbols_per_image"),
+                  "symbols_per_image, map50, map"),
         Param("prefix", "str", "", doc="prepended to every metric name (to tell two sinks apart)"),
         Param("items_csv", "path", "", doc="also write one CSV row per item (label, label_hat, correct, "
                                           "psnr_db, ssim, num_symbols, ber where available), for paired comparisons"),

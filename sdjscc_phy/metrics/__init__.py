@@ -1,4 +1,4 @@
-"""Streaming metrics for metric sinks: accuracy, F1, PSNR, SSIM, MSE, BER, bpp, symbols per image.
+"""Streaming metrics for metric sinks: accuracy, F1, PSNR, SSIM, MSE, BER, bpp, symbols per image, mAP.
 
 Pure per-batch functions live in ``functional``; the classes here accumulate them with bounded
 memory. ``make_metrics(["accuracy", "psnr_db", ...])`` builds what a sink's ``metrics:`` list names.
@@ -11,6 +11,7 @@ from sdjscc_phy.metrics.registry import available_metrics, make_metric, make_met
 # Importing these modules registers their metrics.
 from sdjscc_phy.metrics.bits import Ber, Bpp, SymbolsPerImage
 from sdjscc_phy.metrics.classification import Accuracy, F1Macro
+from sdjscc_phy.metrics.detection import MeanAveragePrecision, MeanAveragePrecision50
 from sdjscc_phy.metrics.image import Mse, Psnr, PsnrOfMeanMse, Ssim
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "Ber",
     "Bpp",
     "F1Macro",
+    "MeanAveragePrecision",
+    "MeanAveragePrecision50",
     "MeanOverItems",
     "Metric",
     "MetricSet",

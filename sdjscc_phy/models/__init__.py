@@ -1,6 +1,11 @@
-"""Neural models: the JSCC codecs, the multi-task codec and the task classifier."""
+"""Neural models: the JSCC codecs, the multi-task codec, the task classifier and the object detector."""
 
 #: Spatial downsampling of the JSCC encoders (two stride-2 stages): an H x W image becomes an
 #: (H/4) x (W/4) grid of code channels. Defined here, not in ``models.jscc``, so that block
 #: declarations read it without importing torch.
 DOWNSAMPLING = 4
+
+#: The detector's sides must be multiples of this (four stride-2 stages); it predicts on a grid of
+#: stride ``DETECTOR_STRIDE``. Here for the same reason as DOWNSAMPLING.
+DETECTOR_INPUT_MULTIPLE = 16
+DETECTOR_STRIDE = 4
