@@ -113,11 +113,11 @@ def read_flowgraph_source(flowgraph: FlowgraphSource) -> tuple[str, Any]:
     raise FlowgraphError([f"a flowgraph must be a file path, YAML text or a mapping; got {type(flowgraph).__name__}"])
 
 
-def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **options: Any) -> Flowgraph:
+def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **option_values: Any) -> Flowgraph:
     """Load, override and validate a flowgraph; FlowgraphError lists every problem found.
 
     ``flowgraph`` is a file path, YAML text or a mapping (see ``read_flowgraph_source``);
-    ``overrides`` as on the command line's ``--set``; ``options`` set ``options.KEY`` (e.g. ``seed=1``).
+    ``overrides`` as on the command line's ``--set``; keywords set options (``seed=1``, ``max_items=100``).
     """
     path, data = read_flowgraph_source(flowgraph)
     errors = ErrorLines(path)
@@ -135,7 +135,7 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
     variables = _mapping(data, "variables", errors)
     raw_blocks = _sequence(data, "blocks", errors)
     raw_connections = _sequence(data, "connections", errors)
-    assignments = _assignments(overrides, errors) + [(f"options.{key}", value) for key, value in options.items()]
+    assignments = _assignments(overrides, errors) + [(f"options.{k}", v) for k, v in option_values.items()]
     _apply_overrides(assignments, raw_options, variables, raw_blocks, errors)
 
     options, problems = resolve_params(OPTIONS, dict(raw_options))
