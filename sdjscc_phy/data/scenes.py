@@ -60,7 +60,8 @@ class SceneSet:
     """Scenes in fixed-size arrays (see the module docstring), their class names and how they were made.
 
     ``object_sources`` / ``background_sources``: index into the generating pool of each object's image
-    (``-1`` for padding) and of each background image; empty arrays for sets read from a file.
+    (``-1`` for padding) and of each background image; empty arrays for sets read from a file or cut by
+    :meth:`subset`.
     """
 
     images: torch.Tensor
@@ -110,7 +111,8 @@ def _covered(box: tuple[int, int, int, int], other: np.ndarray) -> float:
 
 
 def make_scene(pool: ImageDataset, index: int, seed: int, canvas: int = 64, version: int = GENERATOR_VERSION):
-    """Scene ``index`` of the set (``seed``, ``version``) drawn from ``pool`` (32 x 32 images, >= 12 of them).
+    """Scene ``index`` of the set (``seed``, ``version``) drawn from ``pool`` (images with sides that are
+    multiples of 8; CIFAR-10's 32 x 32 in the shipped sets).
 
     Returns (image uint8 ``[3, C, C]``, boxes float32 ``[M, 4]``, labels int64 ``[M]``, count,
     object sources ``[M]``, background sources). Draws, in order: the number of objects (uniform 1..M);
@@ -128,7 +130,9 @@ def make_scene(pool: ImageDataset, index: int, seed: int, canvas: int = 64, vers
     side_patches = (canvas // PATCH) ** 2
     per_image = (pool.image_shape[1] // PATCH) * (pool.image_shape[2] // PATCH)
     num_background = math.ceil(side_patches / per_image)
-    if len(pool) < count + num_background:
+    if pool.image_shape[1] % PATCH or pool.image_shape[2] % PATCH:
+        raise DataError(f"scene pool images must have sides that are multiples of {PATCH}; got {pool.image_shape}")
+    if len(pool) < MAX_OBJECTS + num_background:
         raise DataError(f"the scene pool holds {len(pool)} images; a {canvas}x{canvas} scene needs "
                         f"{MAX_OBJECTS + num_background}")
     sources = rng.choice(len(pool), count + num_background, replace=False)
