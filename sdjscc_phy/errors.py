@@ -16,6 +16,11 @@ class FlowgraphError(JsccflowError):
         super().__init__("\n".join(self.errors))
 
 
+class YamlFileError(FlowgraphError):
+    """A YAML file (flowgraph, recipe, sweep file) or a ``--set`` value cannot be read: unreadable, too
+    large, not UTF-8, control characters, too deep, too many aliases, bad syntax, unsupported tags."""
+
+
 class ParameterError(JsccflowError):
     """A block or recipe parameter is unknown, mistyped or out of range."""
 

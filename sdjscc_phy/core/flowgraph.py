@@ -27,11 +27,12 @@ from types import SimpleNamespace
 from typing import Any, Union
 
 from sdjscc_phy.core.block import Block
+from sdjscc_phy.core.devices import device_problem
 from sdjscc_phy.core.params import Param, resolve_params
 from sdjscc_phy.core.ports import Shape
 from sdjscc_phy.core.registry import get_block_class
 from sdjscc_phy.core.yaml_lines import (
-    ErrorLines, LineDict, LineList, load_yaml_text, load_yaml_with_lines, parse_assignment, source_line,
+    ErrorLines, LineDict, LineList, brief, load_yaml_text, load_yaml_with_lines, parse_assignment, source_line,
 )
 from sdjscc_phy.errors import FlowgraphError, JsccflowError, ParameterError
 
@@ -51,7 +52,6 @@ OPTIONS: tuple[Param, ...] = (
 
 _ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONN_RE = re.compile(r"^\s*(\w+)\.(\w+)\s*->\s*(\w+)\.(\w+)\s*$")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
             errors.add(f"unknown top-level key '{key}'; allowed: {', '.join(TOP_LEVEL_KEYS)}", source_line(data, key))
     version = data.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
-        errors.add(f"format_version {version!r} is not supported (this jsccflow reads {FORMAT_VERSION})",
+        errors.add(f"format_version {brief(version)} is not supported (this jsccflow reads {FORMAT_VERSION})",
                    source_line(data, "format_version"))
 
     raw_options = _mapping(data, "options", errors)
@@ -141,9 +141,9 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
     options, problems = resolve_params(OPTIONS, dict(raw_options))
     for problem in problems:
         errors.add(f"options: {problem}", source_line(raw_options, _param_name(problem)))
-    if isinstance(options.device, str) and not _DEVICE_RE.match(options.device):
-        errors.add(f"options: parameter 'device': must be auto, cpu, cuda or cuda:N; got {options.device!r}",
-                   source_line(raw_options, "device"))
+    device = getattr(options, "device", None)  # absent when its type was wrong (reported above)
+    if isinstance(device, str) and device_problem(device):
+        errors.add(f"options: parameter 'device': {device_problem(device)}", source_line(raw_options, "device"))
 
     blocks, block_lines = _build_blocks(raw_blocks, variables, errors)
     connections = _parse_connections(raw_connections, blocks, set(block_lines), errors)
@@ -209,7 +209,7 @@ def _assignments(overrides: Overrides, errors: ErrorLines) -> list[tuple[str, An
 def _apply_overrides(assignments: list[tuple[str, Any]], options: LineDict, variables: LineDict, blocks: LineList,
                      errors: ErrorLines) -> None:
     """Set ``VAR``, ``ID.PARAM`` or ``options.KEY`` to each assigned value (command line or Python API)."""
-    by_id = {b.get("id"): b for b in blocks if isinstance(b, dict)}
+    by_id = {b["id"]: b for b in blocks if isinstance(b, dict) and isinstance(b.get("id"), str)}
     for key, value in assignments:
         head, dot, tail = key.partition(".")
         if not dot:
@@ -256,7 +256,7 @@ def _build_blocks(raw_blocks: LineList, variables: dict, errors: ErrorLines) -> 
                 errors.add(f"blocks[{index}]: unknown key '{key}'; allowed: {', '.join(BLOCK_KEYS)}", source_line(spec, key))
         block_id, type_name = spec.get("id"), spec.get("type")
         if not isinstance(block_id, str) or not _ID_RE.match(block_id):
-            errors.add(f"blocks[{index}]: 'id' must be an identifier (letters, digits, _); got {block_id!r}", line)
+            errors.add(f"blocks[{index}]: 'id' must be an identifier (letters, digits, _); got {brief(block_id)}", line)
             continue
         if block_id in seen:
             errors.add(f"block '{block_id}': duplicate id (first defined at line {seen[block_id]})", line)
@@ -299,7 +299,7 @@ def _parse_connections(raw: LineList, blocks: dict[str, Block], declared: set[st
         line = raw.item_lines[index] if isinstance(raw, LineList) else None
         match = _CONN_RE.match(text) if isinstance(text, str) else None
         if not match:
-            errors.add(f"connections[{index}]: expected 'block.port -> block.port'; got {text!r}", line)
+            errors.add(f"connections[{index}]: expected 'block.port -> block.port'; got {brief(text)}", line)
             continue
         conn = Connection(*match.groups())
         ok = True

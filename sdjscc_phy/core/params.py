@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from sdjscc_phy.core.yaml_lines import brief
 from sdjscc_phy.errors import ParameterError
 
 
@@ -18,7 +20,7 @@ class _Required:
 #: Default of a parameter that must be given.
 REQUIRED: Any = _Required()
 
-_TYPES = ("float", "int", "str", "bool", "list", "list[str]", "list[float]", "path")
+_TYPES = ("float", "int", "str", "bool", "list", "list[str]", "list[float]", "path", "mapping")
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,14 @@ class Param:
 
     Attributes:
         name: key in the flowgraph's ``params`` mapping.
-        type: one of float, int, str, bool, list (any YAML list), list[str], list[float], path.
+        type: one of float, int, str, bool, list (any YAML list), list[str], list[float], path, mapping.
         default: value when not given; ``REQUIRED`` if it must be given.
         choices: allowed values, if the set is closed.
         low, high: inclusive range for numbers (None = unbounded).
         unit: unit of the value (``dB``, ``bits per pixel``, ...), shown by ``jsccflow blocks``.
         doc: one-line description.
         nullable: ``null`` is allowed (e.g. an optional limit).
+        nonfinite: NaN and +-inf are allowed (floats only; rejected otherwise, whatever the range).
     """
 
     name: str
@@ -45,6 +48,7 @@ class Param:
     unit: str = ""
     doc: str = ""
     nullable: bool = False
+    nonfinite: bool = False
 
     def __post_init__(self):
         if self.type not in _TYPES:
@@ -79,14 +83,16 @@ class Param:
         value = self._coerce_type(value)
         if self.choices is not None and value not in self.choices:
             choices = ", ".join(repr(c) for c in self.choices)
-            raise ParameterError(f"must be one of ({choices}); got {value!r}")
+            raise ParameterError(f"must be one of ({choices}); got {brief(value)}")
         items = value if isinstance(value, list) else [value]
         for item in items:
+            if isinstance(item, float) and not math.isfinite(item) and not self.nonfinite:
+                raise ParameterError(f"must be a finite number; got {item!r}")
             if isinstance(item, (int, float)) and not isinstance(item, bool):
                 if (self.low is not None and item < self.low) or (self.high is not None and item > self.high):
                     low = "-inf" if self.low is None else repr(self.low)
                     high = "inf" if self.high is None else repr(self.high)
-                    raise ParameterError(f"must be in [{low}, {high}]; got {item!r}")
+                    raise ParameterError(f"must be in [{low}, {high}]; got {brief(item)}")
         return value
 
     def _coerce_type(self, value: Any) -> Any:
@@ -100,6 +106,8 @@ class Param:
         elif kind == "float":
             # YAML writes 5 for 5.0: an int is a valid float, a bool is not.
             if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if abs(value) > 1e300:  # also keeps float() from overflowing on a huge int
+                    raise ParameterError(f"must be a finite number; got {brief(value)}")
                 return float(value)
         elif kind in ("str", "path"):
             if isinstance(value, str):
@@ -115,7 +123,10 @@ class Param:
         elif kind == "list[float]":
             if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
                 return [float(v) for v in value]
-        raise ParameterError(f"must be a {kind}; got {type(value).__name__} {value!r}")
+        elif kind == "mapping":
+            if isinstance(value, dict):
+                return value
+        raise ParameterError(f"must be a {kind}; got {type(value).__name__} {brief(value)}")
 
 
 def resolve_params(declared: tuple[Param, ...], given: dict[str, Any]) -> tuple[SimpleNamespace, list[str]]:
@@ -128,9 +139,10 @@ def resolve_params(declared: tuple[Param, ...], given: dict[str, Any]) -> tuple[
     by_name = {p.name: p for p in declared}
     for name in given:
         if name not in by_name:
-            hint = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = difflib.get_close_matches(name, list(by_name), n=1) if isinstance(name, str) else []
             known = f"did you mean '{hint[0]}'?" if hint else f"known: {', '.join(by_name) or 'none'}"
-            errors.append(f"parameter '{name}': unknown parameter; {known}")
+            label = name if isinstance(name, str) and len(name) <= 60 else brief(name)
+            errors.append(f"parameter '{label}': unknown parameter; {known}")
     values = {}
     for param in declared:
         if param.name in given:

@@ -16,6 +16,7 @@ import difflib
 from importlib.metadata import entry_points
 
 from sdjscc_phy.core.block import Block
+from sdjscc_phy.core.yaml_lines import brief
 from sdjscc_phy.errors import RegistryError
 
 ENTRY_POINT_GROUP = "jsccflow.blocks"
@@ -73,6 +74,6 @@ def get_block_class(type_name: str) -> type[Block]:
     blocks = registry()
     if type_name in blocks:
         return blocks[type_name]
-    hint = difflib.get_close_matches(type_name, list(blocks), n=1)
+    hint = difflib.get_close_matches(type_name, list(blocks), n=1) if len(type_name) < 100 else []
     suffix = f"; did you mean '{hint[0]}'?" if hint else "; see `jsccflow blocks`"
-    raise RegistryError(f"unknown block type '{type_name}'{suffix}")
+    raise RegistryError(f"unknown block type {brief(type_name)}{suffix}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block, SetupContext, derive_key
+from sdjscc_phy.core.devices import device_problem
 from sdjscc_phy.core.flowgraph import Flowgraph
 from sdjscc_phy.core.ports import format_shape, tensor_dtypes
 from sdjscc_phy.errors import JsccflowError, PortError
@@ -52,10 +53,11 @@ class RunResult:
 
 def resolve_device(name: str, where: str = "options: parameter 'device'") -> torch.device:
     """``auto`` -> the GPU when present, else the CPU; ``where`` names the setting in the error."""
+    problem = device_problem(name)
+    if problem:
+        raise JsccflowError(f"{where}: {problem}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise JsccflowError(f"{where}: '{name}' requested but no CUDA device is available")
     return torch.device(name)
 
 

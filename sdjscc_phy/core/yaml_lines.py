@@ -1,10 +1,49 @@
-"""YAML loading that remembers line numbers, so every error can name the line it is about."""
+"""YAML loading for every file jsccflow reads (flowgraphs, recipes, sweep files) and every ``--set`` value.
+
+Values remember their line numbers, so every error can name the line it is about. The reader is safe
+against hostile files: it caps the file size, the nesting depth and the size of the tree that aliases
+expand to ("billion laughs"), rejects text that is not UTF-8 or holds control characters, integers
+with more than :data:`MAX_INT_DIGITS` digits and tags other than the plain data types (str, int, float,
+bool, null, mappings, lists). Floats are read as YAML 1.2 does (``1e-3`` is a float, not a string) and
+dates stay strings. Errors name the file and line and never echo a long value.
+"""
 
 from __future__ import annotations
 
+import re
+import reprlib
+
 import yaml
 
-from sdjscc_phy.errors import FlowgraphError
+from sdjscc_phy.errors import ParameterError, YamlFileError
+
+#: Largest YAML file read, in bytes (the shipped files are a few kB).
+MAX_FILE_BYTES = 1 << 20
+#: Deepest nesting of mappings and lists (the shipped files nest 4 deep).
+MAX_DEPTH = 32
+#: Most values (scalars, mappings, lists) the document may expand to once aliases are followed.
+MAX_EXPANDED_NODES = 100_000
+#: Longest integer literal, in digits (int64 needs 19).
+MAX_INT_DIGITS = 40
+
+# C0 control characters other than tab, newline and carriage return, DEL, and the C1 block.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# YAML 1.2 core-schema floats: an exponent without a dot (1e-3) is a float too.
+_FLOAT_RE = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                          |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
+                          |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                          |[-+]?\.(?:inf|Inf|INF)
+                          |\.(?:nan|NaN|NAN))$""", re.X)
+
+_brief = reprlib.Repr()
+_brief.maxstring = 60
+_brief.maxother = 60
+_brief.maxlevel = 3
+
+
+def brief(value) -> str:
+    """``repr(value)`` cut to a few dozen characters (long strings, big or aliased trees), for error messages."""
+    return _brief.repr(value)
 
 
 class LineDict(dict):
@@ -33,7 +72,10 @@ class LineList(list):
 def source_line(container, key=None) -> int | None:
     """Line of ``key`` in a :class:`LineDict` (or the container's own line), ``None`` when unknown."""
     if isinstance(container, LineDict) and key is not None:
-        return container.line_of(key)
+        try:
+            return container.line_of(key)
+        except TypeError:  # an unhashable key (a mapping given where a name was expected)
+            return container.line
     return getattr(container, "line", None)
 
 
@@ -67,7 +109,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
         except TypeError:
             raise yaml.constructor.ConstructorError(None, None, "mapping key is not a scalar", key_node.start_mark)
         if key in out:
-            loader.duplicate_keys.append(f"{line}: duplicate key '{key}' (first at line {out.key_lines[key]})")
+            loader.duplicate_keys.append(f"{line}: duplicate key {brief(key)} (first at line {out.key_lines[key]})")
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = line
     return out
@@ -80,47 +122,141 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineLis
     return out
 
 
+def _construct_int(loader: _LineLoader, node: yaml.ScalarNode) -> int:
+    digits = sum(c.isalnum() for c in node.value)
+    if digits > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"integer with {digits} digits is too large (at most {MAX_INT_DIGITS})", node.start_mark)
+    return loader.construct_yaml_int(node)
+
+
+def _unsupported(loader: _LineLoader, node: yaml.Node):
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the YAML tag {brief(node.tag)} is not supported here (use plain strings, numbers, booleans, "
+                    "null, mappings and lists)", node.start_mark)
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+for _tag in ("binary", "timestamp", "set", "omap", "pairs"):
+    _LineLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _unsupported)
+_LineLoader.add_constructor(None, _unsupported)
+# Own resolver table (add_implicit_resolver would append to lists shared with yaml.SafeLoader): dates stay
+# strings, YAML 1.2 floats are floats.
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _first in "-+0123456789.":
+    _LineLoader.yaml_implicit_resolvers.setdefault(_first, []).insert(0, ("tag:yaml.org,2002:float", _FLOAT_RE))
 
 
-def load_yaml_with_lines(path: str):
-    """Parse ``path``; FlowgraphError naming file and line on a syntax error or duplicate key."""
+def _check_structure(text: str) -> str | None:
+    """Walk the parse events (a flat stream: no recursion) and return the first limit broken, as
+    ``'LINE: message'``, or None. Syntax errors are left to the loader, which reports them with a line."""
+    anchors: dict[str, int] = {}
+    stack: list[list] = []  # [expanded node count, anchor] per open collection
+    total = 0
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as err:
-        raise FlowgraphError([f"{path}: cannot read file: {err.strerror}"]) from None
-    return load_yaml_text(text, path)
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_DEPTH:
+                    return f"{line}: nesting deeper than {MAX_DEPTH} levels"
+                stack.append([1, event.anchor])
+                continue
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                count, anchor = stack.pop()
+            elif isinstance(event, yaml.ScalarEvent):
+                count, anchor = 1, event.anchor
+            elif isinstance(event, yaml.AliasEvent):
+                count, anchor = anchors.get(event.anchor, 1), None
+            else:
+                continue
+            if anchor is not None:
+                anchors[anchor] = count
+            if stack:
+                stack[-1][0] += count
+            else:
+                total += count
+            if total + sum(c for c, _ in stack) > MAX_EXPANDED_NODES:
+                return f"{line}: aliases expand to more than {MAX_EXPANDED_NODES:,} values"
+    except yaml.YAMLError:
+        return None
+    return None
 
 
-def load_yaml_text(text: str, path: str = "<string>"):
-    """Parse YAML ``text``; errors name ``path`` (the file it came from, or ``<string>``) and the line."""
+def load_yaml_text(text: str, where: str = "<string>"):
+    """Parse YAML ``text`` under the same limits as a file; errors name ``where`` (the file it came from,
+    ``--set KEY`` or ``<string>``) and the line."""
+    bad = _CONTROL_RE.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise YamlFileError([f"{where}:{line}: control character {bad.group()!r} is not allowed in YAML text"])
+    problem = _check_structure(text)
+    if problem:
+        raise YamlFileError([f"{where}:{problem}"])
     loader = _LineLoader(text)
     loader.duplicate_keys = []
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        problem = getattr(err, "problem", None) or str(err)
-        raise FlowgraphError([f"{where}: YAML syntax error: {problem}"]) from None
+        at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
+        problem = (getattr(err, "problem", None) or str(err)).strip().splitlines()[0][:200]
+        syntax = isinstance(err, (yaml.scanner.ScannerError, yaml.parser.ParserError, yaml.composer.ComposerError))
+        raise YamlFileError([f"{at}: {'YAML syntax error' if syntax else 'YAML error'}: {problem}"]) from None
     finally:
         loader.dispose()
     if loader.duplicate_keys:
-        raise FlowgraphError([f"{path}:{d}" for d in loader.duplicate_keys])
+        raise YamlFileError([f"{where}:{d}" for d in loader.duplicate_keys])
     return data
 
 
-def parse_assignment(text: str, flag: str = "--set") -> tuple[str, object]:
-    """Split ``KEY=VALUE`` and parse VALUE as YAML (``5`` -> 5, ``[a, b]`` -> list, ``x`` -> 'x')."""
-    from sdjscc_phy.errors import ParameterError
+def load_yaml_with_lines(path: str):
+    """Parse the YAML file ``path``; YamlFileError naming file and line for any problem (see module doc)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise YamlFileError([f"{path}: cannot read file: {err.strerror or type(err).__name__}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise YamlFileError([f"{path}: file is larger than {MAX_FILE_BYTES // 1024} KiB; is it the right file?"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise YamlFileError([f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+                              "is it a YAML file?"]) from None
+    return load_yaml_text(text.removeprefix("\ufeff"), path)
 
+
+def plain(value):
+    """``value`` with every :class:`LineDict`/:class:`LineList` turned into a plain dict/list (for values
+    that are pickled into checkpoints or compared with ``==`` to plain data)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def parse_assignment(text: str, flag: str = "--set") -> tuple[str, object]:
+    """Split ``KEY=VALUE`` and parse VALUE as YAML (``5`` -> 5, ``[a, b]`` -> list, ``x`` -> 'x').
+
+    A VALUE that is not valid YAML stays the plain string; one that breaks the reader's limits (depth,
+    aliases, control characters, huge integers) is a ParameterError.
+    """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ParameterError(f"{flag} {text!r}: expected KEY=VALUE")
+        raise ParameterError(f"{flag} {brief(text)}: expected KEY=VALUE")
+    if not raw.strip():
+        return key.strip(), ""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = load_yaml_text(raw, f"{flag} {key.strip()}")
+    except YamlFileError as err:
+        if "YAML syntax error" in err.errors[0]:
+            return key.strip(), raw
+        raise ParameterError(err.errors[0]) from None
     return key.strip(), value

@@ -33,24 +33,47 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from sdjscc_phy.core.params import Param, resolve_params
 from sdjscc_phy.core.registry import get_block_class
-from sdjscc_phy.core.yaml_lines import ErrorLines, LineDict, LineList, load_yaml_with_lines, source_line
+from sdjscc_phy.core.yaml_lines import ErrorLines, LineDict, LineList, brief, load_yaml_with_lines, source_line
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
+from sdjscc_phy.io.paths import name_problem
 from sdjscc_phy.training.recipe import resolve_path
 
 FORMAT_VERSION = 1
-TOP_LEVEL_KEYS = ("format_version", "description", "output", "models", "set", "methods", "grid")
-METHOD_KEYS = ("flowgraph", "set", "train")
-TRAIN_KEYS = ("recipe", "stage", "set", "checkpoint")
+TOP_LEVEL: tuple[Param, ...] = (
+    Param("format_version", "int", FORMAT_VERSION, choices=(FORMAT_VERSION,), doc="sweep file format"),
+    Param("description", "str", "", doc="free text, copied into sweep.json"),
+    Param("output", "path", None, nullable=True, doc="results folder (default: beside the file, its name)"),
+    Param("models", "path", None, nullable=True, doc="trained-model cache (default: <output>/models)"),
+    Param("set", "mapping", None, nullable=True, doc="overrides of every point (VAR, ID.PARAM, options.KEY)"),
+    Param("methods", "mapping", doc="method name -> {flowgraph, set, train}"),
+    Param("grid", "list", None, nullable=True, doc="{product, zip} or a list of them"),
+)
+METHOD: tuple[Param, ...] = (
+    Param("flowgraph", "path", doc="the flowgraph file (may use ${VAR})"),
+    Param("set", "mapping", None, nullable=True, doc="overrides of this method's points"),
+    Param("train", "mapping", None, nullable=True, doc="a model trained per point: {recipe, stage, set, checkpoint}"),
+)
+TRAIN: tuple[Param, ...] = (
+    Param("recipe", "path", doc="the training recipe"),
+    Param("stage", "str", doc="the stage whose export the flowgraph uses"),
+    Param("set", "mapping", None, nullable=True, doc="recipe overrides (dotted KEY: VALUE)"),
+    Param("checkpoint", "list[str]", doc="flowgraph parameters (ID.PARAM) that get the trained checkpoint"),
+)
 GRID_KEYS = ("product", "zip")
 SEED_KEY = "seed"  # grid shorthand for options.seed
 
 _VAR_RE = re.compile(r"\$\{(\w+)\}")
+_COLUMN_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")
+MAX_POINTS = 100_000
 
 
 class SweepError(FlowgraphError):
@@ -105,40 +128,45 @@ def load_sweep(path: str, output: str | None = None, models: str | None = None) 
     data = load_yaml_with_lines(path)
     base = Path(path).resolve().parent
     if not isinstance(data, dict):
-        raise SweepError([f"{path}: a sweep must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"])
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            errors.add(f"unknown top-level key '{key}'; allowed: {', '.join(TOP_LEVEL_KEYS)}", source_line(data, key))
-    if data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
-        errors.add(f"format_version {data.get('format_version')!r} is not supported (this jsccflow reads "
-                   f"{FORMAT_VERSION})", source_line(data, "format_version"))
-    out_dir = output or resolve_path(data.get("output"), base) or str(base / Path(path).stem)
-    models_dir = models or resolve_path(data.get("models"), base) or str(Path(out_dir) / "models")
-    common = _assignments(data, "set", errors)
-    methods = data.get("methods")
-    if not isinstance(methods, dict) or not methods:
-        errors.add("'methods' must be a non-empty mapping of method name -> {flowgraph, set, train}",
-                   source_line(data, "methods") if "methods" in data else None)
-        methods = LineDict()
+        raise SweepError([f"{path}: a sweep must be a mapping with keys {', '.join(p.name for p in TOP_LEVEL)}"])
+    top = _declared(TOP_LEVEL, data, "", errors, skip=("grid",))
+    if "grid" in data and not isinstance(data["grid"], (dict, list)):
+        errors.add("grid: must be a mapping with 'product' and/or 'zip' (or a list of them)", source_line(data, "grid"))
+    out_dir = output or resolve_path(top.output, base) or str(base / Path(path).stem)
+    models_dir = models or resolve_path(top.models, base) or str(Path(out_dir) / "models")
+    common = top.set or LineDict()
+    methods = top.methods or LineDict()
     column_lines: dict[str, int] = {}
     grid_points, columns = _expand_grid(data.get("grid"), source_line(data, "grid"), errors, column_lines)
-    sweep = Sweep(path, out_dir, models_dir, str(data.get("description") or ""), columns, column_lines)
+    sweep = Sweep(path, out_dir, models_dir, top.description, columns, column_lines)
     # A broken grid still lets every method be checked (at no grid values).
     for name, method in methods.items():
-        _add_method_points(sweep, str(name), method, source_line(methods, name), common, grid_points or [{}], base, errors)
+        line = source_line(methods, name)
+        if name_problem(name):
+            errors.add(f"method name {name_problem(name)}", line)
+            continue
+        _add_method_points(sweep, name, method, line, common, grid_points or [{}], base, errors)
     if errors.lines:
         raise SweepError(errors.lines)
     return sweep
 
 
-def _assignments(container: dict, key: str, errors: ErrorLines) -> LineDict:
-    value = container.get(key)
-    if value is None:
-        return LineDict()
-    if not isinstance(value, dict):
-        errors.add(f"'{key}' must be a mapping of KEY: VALUE overrides", source_line(container, key))
-        return LineDict()
-    return value
+def _declared(declared: tuple[Param, ...], given: dict, where: str, errors: ErrorLines, skip=()) -> SimpleNamespace:
+    """``given`` checked against ``declared`` (every problem into ``errors`` with its line); the values,
+    with a declared default (or None) for each one that was absent or wrong."""
+    values, problems = resolve_params(declared, {k: v for k, v in given.items() if k not in skip})
+    for problem in problems:
+        name = _problem_param(problem)
+        errors.add(f"{where}{problem.replace('parameter ', 'key ', 1)}", source_line(given, name))
+    for param in declared:
+        if not hasattr(values, param.name):
+            setattr(values, param.name, None if param.required else param.default)
+    return values
+
+
+def _problem_param(problem: str) -> str | None:
+    match = re.match(r"parameter '([^']+)'", problem)
+    return match.group(1) if match else None
 
 
 # -- the grid ----------------------------------------------------------------------------------------
@@ -157,7 +185,7 @@ def _expand_grid(grid: Any, line: int | None, errors: ErrorLines,
             continue
         for key in part:
             if key not in GRID_KEYS:
-                errors.add(f"grid: unknown key '{key}'; allowed: product (every combination), zip (row by row)",
+                errors.add(f"grid: unknown key {brief(key)}; allowed: product (every combination), zip (row by row)",
                            source_line(part, key))
         axes = {}
         for kind in GRID_KEYS:
@@ -168,7 +196,10 @@ def _expand_grid(grid: Any, line: int | None, errors: ErrorLines,
                 errors.add(f"grid.{kind}: must be a mapping of name -> list of values", source_line(part, kind))
                 continue
             for name, seq in values.items():
-                if not isinstance(seq, list) or not seq:
+                if not isinstance(name, str) or not _COLUMN_RE.match(name):
+                    errors.add(f"grid.{kind}: variable name {brief(name)} must be a name (letters, digits, _) or "
+                               "ID.PARAM / options.KEY", source_line(values, name))
+                elif not isinstance(seq, list) or not seq:
                     errors.add(f"grid.{kind}.{name}: must be a non-empty list of values", source_line(values, name))
                 elif name in axes:
                     errors.add(f"grid: '{name}' appears in both product and zip", source_line(values, name))
@@ -181,6 +212,10 @@ def _expand_grid(grid: Any, line: int | None, errors: ErrorLines,
             errors.add(f"grid.zip: lists must have equal lengths ({detail})", source_line(part, "zip"))
             continue
         products = [(n, s) for n, (k, s, _) in axes.items() if k == "product"]
+        count = math.prod(len(s) for _, s in products) * max(lengths or {1})
+        if len(points) + count > MAX_POINTS:
+            errors.add(f"grid: more than {MAX_POINTS:,} points ({count:,} in this part)", part_line)
+            continue
         zip_rows = [dict(zip([n for n, _ in zipped], row)) for row in zip(*[s for _, s in zipped])] or [{}]
         for combo in itertools.product(*[s for _, s in products]):
             for row in zip_rows:
@@ -197,21 +232,22 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
                        grid_points: list[dict], base: Path, errors: ErrorLines) -> None:
     where = f"method '{name}'"
     if not isinstance(method, dict):
-        errors.add(f"{where}: must be a mapping with keys {', '.join(METHOD_KEYS)}", line)
+        errors.add(f"{where}: must be a mapping with keys {', '.join(p.name for p in METHOD)}", line)
         return
-    for key in method:
-        if key not in METHOD_KEYS:
-            errors.add(f"{where}: unknown key '{key}'; allowed: {', '.join(METHOD_KEYS)}", source_line(method, key))
-    if not isinstance(method.get("flowgraph"), str):
-        errors.add(f"{where}: 'flowgraph' (a flowgraph file) is required", line)
-        return
-    own = _assignments(method, "set", errors)
-    train = method.get("train")
-    if train is not None and not _check_train(train, where, source_line(method, "train"), errors):
+    before = len(errors.lines)
+    spec = _declared(METHOD, method, f"{where}: ", errors)
+    own = spec.set or LineDict()
+    train = spec.train
+    if train is not None:
+        train_spec = _declared(TRAIN, train, f"{where}: train: ", errors)
+        if train_spec.checkpoint is not None and not all("." in c for c in train_spec.checkpoint):
+            errors.add(f"{where}: train: 'checkpoint' must name the flowgraph parameters (ID.PARAM) that get the "
+                       f"trained checkpoint, e.g. [enc.checkpoint, dec.checkpoint]", source_line(train, "checkpoint"))
+    if len(errors.lines) > before:
         return
     for values in grid_points:
         used: set[str] = set()
-        fg_text = _substitute_text(method["flowgraph"], values, used, where, source_line(method, "flowgraph"), errors)
+        fg_text = _substitute_text(spec.flowgraph, values, used, where, source_line(method, "flowgraph"), errors)
         fg_path = resolve_path(fg_text, base)
         if not Path(fg_path).is_file():
             errors.add(f"{where}: flowgraph '{fg_text}' does not exist", source_line(method, "flowgraph"))
@@ -226,13 +262,13 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
             if "." in key or key in fg_vars:
                 assigned[key] = value
                 used.add(column)
-        spec = None
+        trained = None
         if train is not None:
-            overrides = tuple(f"{k}={_yaml_value(_substitute(v, values, used, where, source_line(train['set'], k), errors))}"
-                              for k, v in (train.get("set") or {}).items())
-            checkpoint = train.get("checkpoint")
-            params = (checkpoint,) if isinstance(checkpoint, str) else tuple(checkpoint)
-            spec = TrainSpec(resolve_path(train["recipe"], base), str(train["stage"]), overrides, params)
+            train_set = train_spec.set or LineDict()
+            overrides = tuple(f"{k}={_yaml_value(_substitute(v, values, used, where, source_line(train_set, k), errors))}"
+                              for k, v in train_set.items())
+            trained = TrainSpec(resolve_path(train_spec.recipe, base), train_spec.stage, overrides,
+                                tuple(train_spec.checkpoint))
         for column in values:
             if column not in used:
                 known = ", ".join(fg_vars) or "none"
@@ -240,33 +276,8 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
                            f"options.KEY, and not used as ${column} by {where}", sweep.column_lines.get(column, line))
         overrides = tuple(f"{k}={_yaml_value(_resolve_path_param(k, v, block_types, base))}"
                           for k, v in assigned.items())
-        key = point_key(name, fg_text, tuple(f"{k}={_yaml_value(v)}" for k, v in assigned.items()), spec, values)
-        sweep.points.append(Point(name, dict(values), fg_path, overrides, spec, key, line or 0))
-
-
-def _check_train(train: Any, where: str, line: int | None, errors: ErrorLines) -> bool:
-    if not isinstance(train, dict):
-        errors.add(f"{where}: 'train' must be a mapping with keys {', '.join(TRAIN_KEYS)}", line)
-        return False
-    ok = True
-    for key in train:
-        if key not in TRAIN_KEYS:
-            errors.add(f"{where}: train: unknown key '{key}'; allowed: {', '.join(TRAIN_KEYS)}", source_line(train, key))
-            ok = False
-    for key in ("recipe", "stage"):
-        if not isinstance(train.get(key), str):
-            errors.add(f"{where}: train: '{key}' is required (a string)", line)
-            ok = False
-    checkpoint = train.get("checkpoint")
-    if not (isinstance(checkpoint, str) or (isinstance(checkpoint, list) and checkpoint
-                                            and all(isinstance(c, str) and "." in c for c in checkpoint))):
-        errors.add(f"{where}: train: 'checkpoint' must name the flowgraph parameters (ID.PARAM) that get the "
-                   f"trained checkpoint, e.g. [enc.checkpoint, dec.checkpoint]", source_line(train, "checkpoint") or line)
-        ok = False
-    if train.get("set") is not None and not isinstance(train.get("set"), dict):
-        errors.add(f"{where}: train: 'set' must be a mapping of recipe KEY: VALUE overrides", source_line(train, "set"))
-        ok = False
-    return ok
+        key = point_key(name, fg_text, tuple(f"{k}={_yaml_value(v)}" for k, v in assigned.items()), trained, values)
+        sweep.points.append(Point(name, dict(values), fg_path, overrides, trained, key, line or 0))
 
 
 def _substitute(value: Any, values: dict, used: set, where: str, line: int | None, errors: ErrorLines) -> Any:

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sdjscc_phy.errors import RecipeError
+from sdjscc_phy.core.yaml_lines import brief, load_yaml_with_lines, parse_assignment, plain
+from sdjscc_phy.errors import ParameterError, RecipeError
+from sdjscc_phy.io.paths import name_problem
 from sdjscc_phy.training.stages import COMMON_DEFAULTS, PRECISIONS, STAGE_KINDS
 
 TOP_DEFAULTS: dict[str, Any] = {"seed": 0, "output_dir": None, "num_threads": None, "device": "auto", "stages": None}
@@ -30,10 +30,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe '{path}' does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = plain(load_yaml_with_lines(str(path)))
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe '{path}' must be a mapping with 'stages'")
     if isinstance(raw.get("stages"), list):  # YAML aliases (&data / *data) share one object between stages:
@@ -46,12 +43,12 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def apply_override(recipe: dict, item: str, where: str = "recipe") -> None:
     """Set ``recipe[a][b]... = value`` from ``'a.b...=value'``; the value is parsed as YAML."""
     if "=" not in item:
-        raise RecipeError(f"{where}: override '{item}' must look like KEY=VALUE")
+        raise RecipeError(f"{where}: override {brief(item)} must look like KEY=VALUE")
     key, text = item.split("=", 1)
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise RecipeError(f"{where}: override '{item}' has a value that is not valid YAML") from None
+        value = plain(parse_assignment(item)[1]) if text.strip() else None
+    except ParameterError as err:
+        raise RecipeError(f"{where}: {err}") from None
     parts = key.strip().split(".")
     node = recipe
     for depth, part in enumerate(parts):
@@ -122,12 +119,15 @@ def set_dotted(d: dict, dotted: str, value) -> None:
 def normalise_recipe(raw: dict, base: Path, where: str = "recipe") -> dict:
     """Validate a recipe mapping and fill defaults; paths resolve against ``base``."""
     recipe = _merge(TOP_DEFAULTS, raw, "", where)
-    if not isinstance(recipe["seed"], int) or isinstance(recipe["seed"], bool):
-        raise RecipeError(f"{where}: seed must be an integer; got {recipe['seed']!r}")
-    if not recipe["output_dir"]:
-        raise RecipeError(f"{where}: output_dir is required")
+    if not isinstance(recipe["seed"], int) or isinstance(recipe["seed"], bool) or not 0 <= recipe["seed"] < 2**62:
+        raise RecipeError(f"{where}: seed must be an integer in [0, 2**62); got {brief(recipe['seed'])}")
+    threads = recipe["num_threads"]
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024):
+        raise RecipeError(f"{where}: num_threads must be null or an integer in [1, 1024]; got {brief(threads)}")
+    if not isinstance(recipe["output_dir"], str) or not recipe["output_dir"]:
+        raise RecipeError(f"{where}: output_dir (a folder) is required; got {brief(recipe['output_dir'])}")
     if not (isinstance(recipe["device"], str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", recipe["device"])):
-        raise RecipeError(f"{where}: device must be auto, cpu, cuda or cuda:N; got {recipe['device']!r}")
+        raise RecipeError(f"{where}: device must be auto, cpu, cuda or cuda:N; got {brief(recipe['device'])}")
     recipe["output_dir"] = resolve_path(recipe["output_dir"], base)
     stages = recipe["stages"]
     if not isinstance(stages, list) or not stages:
@@ -137,10 +137,13 @@ def normalise_recipe(raw: dict, base: Path, where: str = "recipe") -> dict:
         if not isinstance(stage, dict):
             raise RecipeError(f"{where}: stages[{i}] must be a mapping")
         kind = stage.get("kind")
-        if kind not in STAGE_KINDS:
-            raise RecipeError(f"{where}: stages[{i}].kind must be one of {tuple(sorted(STAGE_KINDS))}; got '{kind}'")
+        if not isinstance(kind, str) or kind not in STAGE_KINDS:
+            raise RecipeError(f"{where}: stages[{i}].kind must be one of {tuple(sorted(STAGE_KINDS))}; "
+                              f"got {brief(kind)}")
         cls = STAGE_KINDS[kind]
         name = stage.get("name") or kind
+        if name_problem(name):  # it names the stage's folder under output_dir
+            raise RecipeError(f"{where}: stages[{i}].name {name_problem(name)}")
         if name in seen:
             raise RecipeError(f"{where}: stage name '{name}' is used twice")
         seen.add(name)
@@ -159,10 +162,10 @@ def _check_common(stage: dict, where: str) -> None:
     for key in ("epochs", "batch_size"):
         v = stage[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise RecipeError(f"{where}: {key} must be a positive integer; got {v!r}")
+            raise RecipeError(f"{where}: {key} must be a positive integer; got {brief(v)}")
     every = stage["checkpoint_every_steps"]
     if not isinstance(every, int) or every < 0:
-        raise RecipeError(f"{where}: checkpoint_every_steps must be an integer >= 0; got {every!r}")
+        raise RecipeError(f"{where}: checkpoint_every_steps must be an integer >= 0; got {brief(every)}")
     if stage["precision"] not in PRECISIONS:
         raise RecipeError(f"{where}: precision must be one of {PRECISIONS}; got '{stage['precision']}'")
     for key in ("optimizer", "schedule"):
