@@ -84,9 +84,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("JSCCFLOW_CACHE") or Path.home() / ".cache" / "jsccflow")
 
 
+#: Largest image decoded, in pixels (a CIFAR-10 image has 1,024; a 4K photo 8.3 million). Pillow's own
+#: bomb check only warns below twice its limit, so a header claiming more is refused here before decoding.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
 def _decode(source, resize: int | None, center_crop: int | None) -> np.ndarray:
     """One image as uint8 ``[H, W, 3]``; ``resize`` scales the shorter side, ``center_crop`` cuts a square."""
     with Image.open(source) as img:
+        if img.width * img.height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"image of {img.width}x{img.height} pixels is larger than {MAX_IMAGE_PIXELS:,} pixels")
         img = img.convert("RGB")
         if resize is not None:
             w, h = img.size
@@ -106,8 +113,10 @@ def _decode_all(names: list[str], opener: Callable[[str], object], resize, cente
     for name in names:
         try:
             arrays.append(_decode(opener(name), resize, center_crop))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot decode image '{name}': {exc}") from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            # (SyntaxError: some of Pillow's format parsers raise it for a corrupt header)
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"cannot decode image '{name}': {reason}") from None
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(f"images differ in size ({sorted(shapes)[:3]}...); set resize/center_crop to read them")
@@ -197,6 +206,37 @@ def _save_cached(path: Path, images: np.ndarray) -> None:
         pass
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR-10 python batch holds (dicts, lists, bytes, numbers, numpy arrays): any
+    other global (``os.system``, ``builtins.eval``, ...) is refused before it can be called."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+    })
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module[:40]}.{name[:40]} (a CIFAR-10 batch holds only "
+                                         "arrays, lists, bytes and numbers)")
+        return super().find_class(module, name)
+
+
+def _load_cifar_pickle(path: Path) -> dict:
+    """One CIFAR-10 pickle (a batch or ``batches.meta``) through :class:`_CifarUnpickler`; DataError otherwise."""
+    try:
+        with open(path, "rb") as f:
+            data = _CifarUnpickler(f, encoding="bytes").load()
+    except Exception as exc:  # noqa: BLE001 - a hostile or truncated pickle raises almost any type
+        raise DataError(f"CIFAR-10 file '{path}' is not a valid pickle batch: {str(exc)[:120] or type(exc).__name__}") \
+            from None
+    if not isinstance(data, dict):
+        raise DataError(f"CIFAR-10 file '{path}' is not a valid pickle batch: it holds a {type(data).__name__}, "
+                        "not a dict")
+    return data
+
+
 def read_cifar10_batches(root: str | Path, split: str = "train") -> ImageDataset:
     """Read the CIFAR-10 python version (``data_batch_1..5`` for ``'train'``, ``test_batch`` for ``'test'``)."""
     names = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -210,18 +250,25 @@ def read_cifar10_batches(root: str | Path, split: str = "train") -> ImageDataset
         path = root / name
         if not path.is_file():
             raise DataError(f"CIFAR-10 batch file '{path}' is missing")
+        batch = _load_cifar_pickle(path)
         try:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
-            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels += list(batch[b"labels"])
-        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
-            raise DataError(f"CIFAR-10 batch file '{path}' is not a valid pickle batch: {exc}") from None
+            data = np.asarray(batch[b"data"])
+            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+                raise ValueError(f"data is {data.dtype} {data.shape}, not uint8 (N, 3072)")
+            batch_labels = [int(v) for v in batch[b"labels"]]
+            if len(batch_labels) != data.shape[0] or not all(0 <= v < len(CIFAR10_CLASSES) for v in batch_labels):
+                raise ValueError("labels do not give one class 0..9 per image")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"CIFAR-10 batch file '{path}' is not a valid batch: {str(exc)[:120]}") from None
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels += batch_labels
     class_names = CIFAR10_CLASSES
     meta = root / "batches.meta"
     if meta.is_file():
-        with open(meta, "rb") as f:
-            class_names = tuple(n.decode() for n in pickle.load(f, encoding="bytes")[b"label_names"])
+        names = _load_cifar_pickle(meta).get(b"label_names")
+        if not (isinstance(names, list) and len(names) == len(CIFAR10_CLASSES) and all(isinstance(n, bytes) for n in names)):
+            raise DataError(f"CIFAR-10 file '{meta}' is not a valid batches.meta: no list of 10 label names")
+        class_names = tuple(n.decode("utf-8", "replace") for n in names)
     return ImageDataset(
         torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64), class_names
     )

@@ -75,7 +75,15 @@ def read_split_file(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split file '{path}' does not exist")
-    paths = [s for s in (line.strip() for line in path.read_text().splitlines()) if s and not s.startswith("#")]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"split file '{path}' is not UTF-8 text (one image path per line)") from None
+    except OSError as err:
+        raise DataError(f"split file '{path}' cannot be read: {err.strerror}") from None
+    if "\x00" in text:
+        raise DataError(f"split file '{path}' is a binary file, not one image path per line")
+    paths = [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
     if not paths:
         raise DataError(f"split file '{path}' lists no images")
     return paths

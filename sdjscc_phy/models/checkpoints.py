@@ -24,11 +24,29 @@ def shipped_names() -> str:
     return ", ".join(sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))) or "none"
 
 
+def check_fields(payload: dict, fields: dict[str, type | tuple[type, ...]], where: str) -> None:
+    """CheckpointError unless every key of ``fields`` is in ``payload`` with a value of its type; a
+    ``state_dict`` field must map parameter names to tensors. A checkpoint with the right format tag but
+    wrong fields is corrupt or forged: it gets one line, not a traceback deep in model code."""
+    for key, kind in fields.items():
+        if key not in payload:
+            raise CheckpointError(f"{where} has no '{key}' field")
+        if not isinstance(payload[key], kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise CheckpointError(f"{where}: field '{key}' must be a {names}; got {type(payload[key]).__name__}")
+    state = payload.get("state_dict")
+    if "state_dict" in fields and not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{where}: field 'state_dict' must map parameter names to tensors")
+
+
 def load_export(name_or_path: str | Path, export_format: str, kind: str, build: Callable[[dict], nn.Module],
-                map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+                map_location: str | torch.device = "cpu",
+                fields: dict[str, type | tuple[type, ...]] | None = None) -> tuple[nn.Module, dict]:
     """Load an exported inference checkpoint (``weights_only``): the module ``build(payload)`` makes,
     with fp32 weights in eval mode on ``map_location``, and the payload without its state dict. ``kind``
-    names the model in errors; every failure is a one-line CheckpointError."""
+    names the model in errors; ``fields`` are the payload fields ``build`` and the caller read, with their
+    types (``state_dict`` and a dict ``config`` are always checked); every failure is a one-line
+    CheckpointError."""
     path = resolve_checkpoint(name_or_path)
     if not path.is_file():
         raise CheckpointError(f"{kind} checkpoint '{name_or_path}' is neither a file nor a shipped name "
@@ -39,10 +57,11 @@ def load_export(name_or_path: str | Path, export_format: str, kind: str, build: 
         raise CheckpointError(f"{kind} checkpoint '{path}' is unreadable: {type(exc).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != export_format:
         raise CheckpointError(f"'{path}' is not a jsccflow {kind} checkpoint")
+    check_fields(payload, {"config": dict, "state_dict": dict, **(fields or {})}, f"{kind} checkpoint '{path}'")
     try:
         module = build(payload)
         module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{kind} checkpoint '{path}' does not match its model: {first_line}") from None
     return module.to(map_location).eval(), {k: v for k, v in payload.items() if k != "state_dict"}

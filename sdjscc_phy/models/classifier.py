@@ -199,7 +199,8 @@ def load_classifier(path: str | Path | None = None, map_location: str | torch.de
     The checkpoint's ``class_names`` and metadata are attached as ``model.class_names`` / ``model.metadata``.
     """
     model, info = load_export(SHIPPED_CHECKPOINT if path is None else path, EXPORT_FORMAT, "classifier",
-                              lambda payload: CifarClassifier(**payload["config"]), map_location)
+                              lambda payload: CifarClassifier(**payload["config"]), map_location,
+                              fields={"class_names": list})
     model.class_names = tuple(info.get("class_names", ()))
     model.metadata = info
     return model

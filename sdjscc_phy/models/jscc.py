@@ -155,7 +155,8 @@ def load_codec(name_or_path: str, map_location: str | torch.device = "cpu") -> J
     The checkpoint's training link and metadata are attached as ``codec.link`` / ``codec.metadata``.
     """
     codec, info = load_export(name_or_path, EXPORT_FORMAT, "codec",
-                              lambda payload: JsccCodec(JsccConfig(**payload["config"])), map_location)
+                              lambda payload: JsccCodec(JsccConfig(**payload["config"])), map_location,
+                              fields={"link": dict})
     codec.link = dict(info.get("link", {}))
     codec.metadata = info
     return codec

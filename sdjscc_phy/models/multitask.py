@@ -171,7 +171,8 @@ def export_multitask(model: MultitaskJscc, path: str | Path, link: dict, metadat
 def load_multitask(name_or_path: str, map_location: str | torch.device = "cpu") -> MultitaskJscc:
     """Load an exported multi-task codec (shipped name or path) in eval mode; ``.link`` / ``.metadata`` attached."""
     model, info = load_export(name_or_path, EXPORT_FORMAT, "multi-task codec",
-                              lambda payload: MultitaskJscc(MultitaskConfig(**payload["config"])), map_location)
+                              lambda payload: MultitaskJscc(MultitaskConfig(**payload["config"])), map_location,
+                              fields={"link": dict})
     model.link = dict(info.get("link", {}))
     model.metadata = info
     return model

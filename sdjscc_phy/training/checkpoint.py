@@ -13,6 +13,7 @@ import torch
 
 import sdjscc_phy
 from sdjscc_phy.errors import CheckpointError
+from sdjscc_phy.models.checkpoints import check_fields
 
 TRAIN_FORMAT = "jsccflow-train-checkpoint"
 TRAIN_VERSION = 1
@@ -46,6 +47,13 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"'{path}' is not a jsccflow training checkpoint")
     if ckpt.get("version") != TRAIN_VERSION:
         raise CheckpointError(f"checkpoint '{path}' has format version {ckpt.get('version')}; expected {TRAIN_VERSION}")
+    where = f"checkpoint '{path}'"
+    check_fields(ckpt, {"stage": str, "kind": str, "modules": dict, "optimizer": dict, "rng": dict, "state": dict,
+                        "recipe": dict}, where)
+    check_fields(ckpt["state"], {"epoch": int, "step_in_epoch": int, "global_step": int, "finished": bool,
+                                 "history": list, "metrics": dict}, f"{where}: state")
+    if not all(isinstance(m, dict) for m in ckpt["modules"].values()):
+        raise CheckpointError(f"{where}: field 'modules' must map module names to state dicts")
     return ckpt
 
 
