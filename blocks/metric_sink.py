@@ -12,6 +12,7 @@ from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import JsccflowError, PortError
+from sdjscc_phy.io.paths import check_output_file
 from sdjscc_phy.lazy import lazy_import
 from sdjscc_phy.metrics import functional, make_metrics
 
@@ -54,10 +55,14 @@ class ItemLog:
 
     def close(self, completed: bool) -> None:
         self.file.close()
-        if completed:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
+        try:
+            if completed:
+                os.replace(self.tmp, self.path)
+        except OSError as err:  # the path changed since validation (made a folder, made read-only)
+            raise JsccflowError(f"items_csv '{self.path}': cannot be written: {err.strerror}") from None
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
 
 
 def hard_decision(llr: torch.Tensor) -> torch.Tensor:
@@ -97,6 +102,7 @@ class MetricSink(Block):
         Param("prefix", "str", "", doc="prepended to every metric name (to tell two sinks apart)"),
         Param("items_csv", "path", "", doc="also write one CSV row per item (label, label_hat, correct, "
                                           "psnr_db, ssim, num_symbols, ber where available), for paired comparisons"),
+        Param("overwrite", "bool", False, doc="replace an existing items_csv"),
     )
 
     def check_params(self) -> list[str]:
@@ -104,6 +110,12 @@ class MetricSink(Block):
             self._metrics = make_metrics(self.p.metrics)
         except JsccflowError as err:
             return [f"parameter 'metrics': {err}"]
+        if self.p.items_csv:
+            try:
+                check_output_file(self.p.items_csv, "items_csv", force=self.p.overwrite,
+                                  force_hint="set overwrite: true")
+            except JsccflowError as err:
+                return [f"parameter 'items_csv': {err}"]
         return []
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port
+from sdjscc_phy.errors import JsccflowError
+from sdjscc_phy.io.paths import check_output_file
 from sdjscc_phy.lazy import lazy_import
 
 sigmf = lazy_import("sdjscc_phy.io.sigmf")
@@ -22,6 +24,16 @@ class SymbolFileSink(Block):
         Param("overwrite", "bool", False, doc="replace an existing recording"),
         Param("annotate_items", "bool", False, doc="one SigMF annotation per item, labelled with its index"),
     )
+
+    def check_params(self) -> list[str]:
+        names = sigmf.get_sigmf_filenames(self.p.path)
+        for key in ("data_fn", "meta_fn"):
+            try:
+                check_output_file(names[key], "path", force=self.p.overwrite,
+                                  force_hint="set overwrite: true")
+            except JsccflowError as err:
+                return [f"parameter 'path': {err}"]
+        return []
 
     def setup(self, ctx) -> None:
         self._writer = sigmf.SigMFWriter(self.p.path, sample_rate=self.p.sample_rate,

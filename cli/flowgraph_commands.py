@@ -13,6 +13,8 @@ from sdjscc_phy.core.flowgraph import load_flowgraph
 from sdjscc_phy.core.ports import format_shape
 from sdjscc_phy.core.registry import registry
 from sdjscc_phy.core.scheduler import run_flowgraph
+from sdjscc_phy.cli.options import force_option
+from sdjscc_phy.io.paths import check_output_file
 from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.reference import (
     blocks_markdown, describe_blocks, describe_metrics, metrics_markdown, param_allowed, param_default,
@@ -26,8 +28,11 @@ _SET_HELP = "Override a variable (VAR=VALUE), a block parameter (ID.PARAM=VALUE)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write {flowgraph, options, metrics} as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal).")
-def run(flowgraph: str, overrides: tuple[str, ...], output: str | None, progress: bool | None) -> None:
+@force_option
+def run(flowgraph: str, overrides: tuple[str, ...], output: str | None, progress: bool | None, force: bool) -> None:
     """Run FLOWGRAPH and print its metrics."""
+    if output:
+        check_output_file(output, "--output", force=force)
     fg = load_flowgraph(flowgraph, overrides)
     show_progress = sys.stderr.isatty() if progress is None else progress
     result = run_flowgraph(fg, progress=show_progress)

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import click
 
+from sdjscc_phy.cli.options import force_option
 from sdjscc_phy.core.yaml_lines import parse_assignment
 from sdjscc_phy.errors import JsccflowError
+from sdjscc_phy.io.paths import check_output_file
+
+
+def check_figure_files(prefix: str, force: bool) -> None:
+    """The figure files PREFIX.png and PREFIX.svg can be written (before any work)."""
+    for suffix in (".png", ".svg"):
+        check_output_file(prefix + suffix, "--out", force=force)
 
 
 @click.command()
@@ -21,14 +29,16 @@ from sdjscc_phy.errors import JsccflowError
 @click.option("--logx/--linx", default=None, help="Log x axis (default: when x spans >= 100x).")
 @click.option("--title", help="Figure title.")
 @click.option("--out", "-o", help="Output prefix: writes PREFIX.png and PREFIX.svg (default: RESULTS_Y_vs_X).")
+@force_option
 def plot(results: str, x: str, y: str, by: tuple[str, ...], where: tuple[str, ...], over: tuple[str, ...],
-         logx: bool | None, title: str | None, out: str | None) -> None:
+         logx: bool | None, title: str | None, out: str | None, force: bool) -> None:
     """Line plot of Y against X from a sweep's RESULTS.csv, one line per --by, ±1 standard error bars."""
     from sdjscc_phy.plots import plot_lines
     from sdjscc_phy.sweep import read_rows
 
     selected = dict(parse_assignment(item, "--where") for item in where)
     prefix = out or str(Path(results).with_suffix("")) + f"_{y}_vs_{x}"
+    check_figure_files(prefix, force)
     for path in plot_lines(read_rows(results), x, y, by, prefix, title, logx, selected, over):
         click.echo(path)
 
@@ -41,14 +51,16 @@ def plot(results: str, x: str, y: str, by: tuple[str, ...], where: tuple[str, ..
 @click.option("--images", type=click.IntRange(1, 32), default=8, show_default=True, help="Images (columns).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Extra flowgraph override for every method.")
 @click.option("--out", "-o", required=True, help="Output prefix: writes PREFIX.png and PREFIX.svg.")
+@force_option
 def plot_grid(sweep_file: str, at: tuple[str, ...], methods: tuple[str, ...], images: int,
-              overrides: tuple[str, ...], out: str) -> None:
+              overrides: tuple[str, ...], out: str, force: bool) -> None:
     """Originals vs each method's reconstruction at one point of SWEEP_FILE, predicted label under each
     (runs the flowgraphs on the first IMAGES items; trained methods need their model trained)."""
     from sdjscc_phy.plots.image_grid import capture, plot_image_grid
     from sdjscc_phy.sweep import load_sweep
     from sdjscc_phy.sweep.runner import plan_models, point_overrides
 
+    check_figure_files(out, force)
     spec = load_sweep(sweep_file)
     wanted = dict(parse_assignment(item, "--at") for item in at)
     unknown = [k for k in wanted if k not in spec.grid_columns]

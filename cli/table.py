@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from sdjscc_phy.cli.options import force_option
 from sdjscc_phy.core.yaml_lines import parse_assignment
+from sdjscc_phy.io.paths import check_output_file
 
 
 @click.command()
@@ -23,8 +25,9 @@ from sdjscc_phy.core.yaml_lines import parse_assignment
 @click.option("--digits", type=click.IntRange(0, 6), default=2, show_default=True, help="Decimals shown.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False),
               help="Also write the table: FILE.md (markdown) or FILE.csv (long form, differences as extra rows).")
+@force_option
 def table(results: str, ys: tuple[str, ...], row_by: str, col_by: str, where: tuple[str, ...], over: tuple[str, ...],
-          versus: str | None, digits: int, out: str | None) -> None:
+          versus: str | None, digits: int, out: str | None, force: bool) -> None:
     """Print Y (accuracy in percent) by --rows × --cols from a sweep's RESULTS.csv, mean ± 1 standard error.
 
     \b
@@ -35,6 +38,8 @@ def table(results: str, ys: tuple[str, ...], row_by: str, col_by: str, where: tu
     from sdjscc_phy.sweep import read_rows
     from sdjscc_phy.sweep.tables import tabulate, to_csv, to_markdown
 
+    if out:
+        check_output_file(out, "--out", force=force)
     selected = dict(parse_assignment(item, "--where") for item in where)
     if col_by is None and len(ys) == 1:
         col_by = "snr_db"

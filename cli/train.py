@@ -8,6 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from sdjscc_phy.cli.options import force_option
+
 
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
@@ -18,13 +20,16 @@ from rich.table import Table
               help="Train only this stage (repeatable); stages it loads from must have been exported.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal); one line per epoch is printed either way.")
-def train(recipe: str, overrides: tuple[str, ...], resume: bool, stages: tuple[str, ...], progress: bool | None) -> None:
+@force_option
+def train(recipe: str, overrides: tuple[str, ...], resume: bool, stages: tuple[str, ...], progress: bool | None,
+          force: bool) -> None:
     """Train the stages of RECIPE (a YAML file); checkpoints and CSV logs go to its output_dir."""
     # Imported here, not at the top: training loads torch, which `jsccflow --help` must not.
     from sdjscc_phy.training import train as run_training
 
     show_progress = sys.stderr.isatty() if progress is None else progress
-    results = run_training(recipe, list(overrides), resume=resume, progress=show_progress, only=stages, report=True)
+    results = run_training(recipe, list(overrides), resume=resume, progress=show_progress, only=stages, report=True,
+                           force=force)
     table = Table(title=f"{recipe}: final validation metrics")
     table.add_column("stage")
     table.add_column("metric")

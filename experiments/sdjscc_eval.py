@@ -33,7 +33,8 @@ def run_point(flowgraph: Path, method: str, checkpoint: str, snr_db: float, seed
     items_csv = out_dir / f"items_{method}_snr{snr_db:g}_seed{seed}.csv"
     overrides = [f"snr_db={snr_db}", f"options.seed={seed}", f"options.max_items={max_items}",
                  "options.batch_size=250", "src.dataset=folder", f"src.root={SHARED_TRAIN}", "src.split=val",
-                 f"enc.checkpoint={checkpoint}", f"dec.checkpoint={checkpoint}", f"metrics.items_csv={items_csv}"]
+                 f"enc.checkpoint={checkpoint}", f"dec.checkpoint={checkpoint}", f"metrics.items_csv={items_csv}",
+                 "metrics.overwrite=true"]
     result = run_flowgraph(load_flowgraph(str(flowgraph), overrides))
     return {"method": method, "checkpoint": checkpoint, "snr_db": snr_db, "seed": seed, "items": result.items,
             **result.metrics,

@@ -29,10 +29,11 @@ def name_problem(name) -> str | None:
             f"characters) because it names files; got {brief(name)}")
 
 
-def check_output_file(path: str | os.PathLike, what: str, *, force: bool = False) -> Path:
+def check_output_file(path: str | os.PathLike, what: str, *, force: bool = False,
+                      force_hint: str = "pass --force") -> Path:
     """Raise JsccflowError (one line naming ``what`` and the path) unless ``path`` can be written as a
     regular file: not a folder or special file, in a folder that exists or can be made and is writable,
-    and not an existing file unless ``force``. Nothing is created."""
+    and not an existing file unless ``force`` (``force_hint`` says how to give it). Nothing is created."""
     path = Path(path).expanduser()
     try:
         info = os.stat(path)
@@ -46,7 +47,7 @@ def check_output_file(path: str | os.PathLike, what: str, *, force: bool = False
         if not stat.S_ISREG(info.st_mode):
             raise JsccflowError(f"{what} '{path}' is not a regular file (a device, pipe or socket)")
         if not force:
-            raise JsccflowError(f"{what} '{path}' already exists; pass --force to replace it")
+            raise JsccflowError(f"{what} '{path}' already exists; {force_hint} to replace it")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:  # the nearest folder that exists gets written
         folder = folder.parent

@@ -15,15 +15,18 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 import sdjscc_phy
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
+from sdjscc_phy.io.paths import check_output_folder
 from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.lazy import require
 from sdjscc_phy.sweep.models import ModelPlan, StagePlan, plan_model, train_stage, write_standin
@@ -194,9 +197,21 @@ class _Inline:
         pass
 
 
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit as soon as ``parent`` (the sweep) is gone, even when it was killed with SIGKILL and
+    could not shut its pool down; otherwise workers would keep computing points nobody collects."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="jsccflow-parent-watch", daemon=True).start()
+
+
 class _Local:
     def __init__(self, jobs: int):
-        self.pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_watch_parent, initargs=(os.getpid(),))
 
     def submit(self, fn, *args):
         return self.pool.submit(fn, *args)
@@ -264,6 +279,22 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler
     model and, without a bar, per finished point (a log file then shows how the sweep goes).
     """
     report = progress if report is None else report
+    check_output_folder(sweep.output, "sweep output")
+    Path(sweep.output).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(Path(sweep.output) / ".lock"), timeout=0)
+    try:  # a second sweep on the same folder would run every point again and race on results.csv
+        lock.acquire()
+    except Timeout:
+        raise JsccflowError(f"sweep output '{sweep.output}' is in use by another sweep; wait for it to finish "
+                            "(finished points are then skipped) or give another --output") from None
+    try:
+        return _run_locked(sweep, jobs, executor, scheduler, progress, callbacks, report)
+    finally:
+        lock.release()
+
+
+def _run_locked(sweep: Sweep, jobs: int, executor: str, scheduler: str | None, progress: bool,
+                callbacks, report: bool) -> SweepSummary:
     plans, store = prepare(sweep)
     pending = [p for p in sweep.points if not is_done(p, plans, store)]
     order = [p.key for p in sweep.points]

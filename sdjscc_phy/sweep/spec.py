@@ -129,7 +129,7 @@ def load_sweep(path: str, output: str | None = None, models: str | None = None) 
     base = Path(path).resolve().parent
     if not isinstance(data, dict):
         raise SweepError([f"{path}: a sweep must be a mapping with keys {', '.join(p.name for p in TOP_LEVEL)}"])
-    top = _declared(TOP_LEVEL, data, "", errors, skip=("grid",))
+    top = _declared(TOP_LEVEL, data, "", errors, unknown="unknown top-level key", skip=("grid",))
     if "grid" in data and not isinstance(data["grid"], (dict, list)):
         errors.add("grid: must be a mapping with 'product' and/or 'zip' (or a list of them)", source_line(data, "grid"))
     out_dir = output or resolve_path(top.output, base) or str(base / Path(path).stem)
@@ -151,10 +151,15 @@ def load_sweep(path: str, output: str | None = None, models: str | None = None) 
     return sweep
 
 
-def _declared(declared: tuple[Param, ...], given: dict, where: str, errors: ErrorLines, skip=()) -> SimpleNamespace:
+def _declared(declared: tuple[Param, ...], given: dict, where: str, errors: ErrorLines, *, unknown: str = "unknown key",
+              skip: tuple[str, ...] = ()) -> SimpleNamespace:
     """``given`` checked against ``declared`` (every problem into ``errors`` with its line); the values,
     with a declared default (or None) for each one that was absent or wrong."""
-    values, problems = resolve_params(declared, {k: v for k, v in given.items() if k not in skip})
+    names = [p.name for p in declared]
+    for key in given:
+        if key not in names:
+            errors.add(f"{where}{unknown} {brief(key)}; allowed: {', '.join(names)}", source_line(given, key))
+    values, problems = resolve_params(declared, {k: v for k, v in given.items() if k in names and k not in skip})
     for problem in problems:
         name = _problem_param(problem)
         errors.add(f"{where}{problem.replace('parameter ', 'key ', 1)}", source_line(given, name))

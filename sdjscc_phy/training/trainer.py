@@ -19,10 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from sdjscc_phy.core.scheduler import resolve_device
 from sdjscc_phy.errors import CheckpointError, RecipeError, TrainingError
+from sdjscc_phy.io.paths import check_output_folder
 from sdjscc_phy.training.checkpoint import (
     TRAIN_FORMAT, TRAIN_VERSION, atomic_torch_save, code_version, load_checkpoint, rng_state, seed_everything,
     set_rng_state,
@@ -47,9 +49,11 @@ class Trainer:
         callbacks: tuple[StepCallback, ...] | list[StepCallback] = (),
         only: tuple[str, ...] | list[str] = (),
         report: bool | None = None,
+        force: bool = False,
     ):
         """``progress``: the step progress bar; ``report`` (default: as ``progress``): one line per epoch,
-        resume and export on stderr, also without a bar (a log file then shows how training goes)."""
+        resume and export on stderr, also without a bar (a log file then shows how training goes);
+        ``force``: a fresh stage may replace an existing export file."""
         names = [stage["name"] for stage in recipe["stages"]]
         unknown = [name for name in only if name not in names]
         if unknown:
@@ -60,6 +64,7 @@ class Trainer:
         self.progress = progress
         self.report = progress if report is None else report
         self.callbacks = list(callbacks)
+        self.force = force
         self.output_dir = Path(recipe["output_dir"])
         self.step_losses: list[tuple[int, float]] = []  # (global step, loss) of the steps run by this process
 
@@ -68,12 +73,30 @@ class Trainer:
         if self.recipe["num_threads"]:
             torch.set_num_threads(int(self.recipe["num_threads"]))
         self.device = resolve_device(self.recipe["device"], "recipe: device")
-        results = {}
-        for index, config in enumerate(self.recipe["stages"]):
-            if self.only and config["name"] not in self.only:
-                continue  # a skipped stage's export must already exist for later stages that load it
-            results[config["name"]] = self._run_stage(index, config)
-        return results
+        selected = [(i, c) for i, c in enumerate(self.recipe["stages"]) if not self.only or c["name"] in self.only]
+        self._check_exports([config for _, config in selected])
+        check_output_folder(self.output_dir, "recipe: output_dir")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:  # a second trainer on the same output_dir would interleave checkpoints: refuse it
+            lock = FileLock(str(self.output_dir / ".lock"), timeout=0)
+            lock.acquire()
+        except Timeout:
+            raise TrainingError(f"'{self.output_dir}' is in use by another training; wait for it to finish or "
+                                "choose another output_dir") from None
+        try:
+            # a skipped stage's export must already exist for later stages that load it
+            return {config["name"]: self._run_stage(index, config) for index, config in selected}
+        finally:
+            lock.release()
+
+    def _check_exports(self, stages: list[dict]) -> None:
+        """A stage that starts afresh must not silently replace an existing export (a shipped checkpoint,
+        another run's model): only ``force`` allows it. A resumed stage rewrites its own export."""
+        for config in stages:
+            resumed = self.resume and (self.stage_dir(config["name"]) / "last.pt").exists()
+            if config["export"] and Path(config["export"]).exists() and not resumed and not self.force:
+                raise TrainingError(f"stage '{config['name']}': export '{config['export']}' already exists; pass "
+                                    "--force to replace it, or set another export path")
 
     def stage_dir(self, name: str) -> Path:
         return self.output_dir / name
@@ -269,8 +292,10 @@ def train(
     callbacks: tuple[StepCallback, ...] | list[StepCallback] = (),
     only: tuple[str, ...] | list[str] = (),
     report: bool | None = None,
+    force: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Load ``recipe_path`` with ``KEY=VALUE`` overrides and train it (only the stages named in ``only``,
     if given); final metrics per stage."""
     recipe = load_recipe(recipe_path, overrides)
-    return Trainer(recipe, resume=resume, progress=progress, callbacks=callbacks, only=only, report=report).run()
+    return Trainer(recipe, resume=resume, progress=progress, callbacks=callbacks, only=only, report=report,
+                   force=force).run()
