@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from sdjscc_phy.errors import DataError, ParameterError, RegistryError
 from sdjscc_phy.metrics import (
@@ -25,6 +24,7 @@ from sdjscc_phy.metrics import (
     metric_class,
     register_metric,
 )
+from sdjscc_phy.metrics.functional import per_image_ssim
 
 ALL_METRICS = ["accuracy", "f1_macro", "psnr_db", "psnr_db_of_mean_mse", "ssim", "mse", "ber", "bpp"]
 NUM_BATCHES, BATCH, NUM_CLASSES, NUM_BITS = 5, 6, 7, 64
@@ -145,15 +145,35 @@ def test_psnr_mse_match_numpy_per_image(whole):
     assert out["psnr_db"] != pytest.approx(out["psnr_db_of_mean_mse"], abs=1e-3)  # the two definitions differ
 
 
-def test_ssim_is_the_torchmetrics_mean_over_images(whole):
+def ssim_reference_pairs():
+    """Image pairs whose SSIM was computed once with scikit-image 0.26.0 (float64):
+    ``structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    data_range=1, channel_axis=2)`` per image, HWC. PCG64 streams are stable across numpy versions."""
+    rng = np.random.default_rng(20240501)
+    a = rng.random((4, 3, 32, 32))
+    b = np.clip(a + 0.1 * rng.standard_normal(a.shape), 0, 1)
+    yield a, b, [0.944150149930, 0.945047016044, 0.946341905682, 0.947917240906]
+    yy, xx = np.mgrid[0:40, 0:48] / 48.0
+    c = np.stack([np.stack([xx, yy, (xx + yy) / 2])] * 2)
+    d = np.clip(c + 0.05 * rng.standard_normal(c.shape), 0, 1)
+    d[1] = 1 - c[1]  # inverted contrast: negative SSIM
+    yield c, d, [0.519922878099, -0.188038642185]
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-11), (torch.float32, 1e-6)])
+def test_ssim_equals_scikit_image_over_the_valid_region(dtype, tolerance):
+    for a, b, expected in ssim_reference_pairs():
+        got = per_image_ssim(torch.from_numpy(a).to(dtype), torch.from_numpy(b).to(dtype))
+        assert got.dtype == dtype
+        assert got.double().numpy() == pytest.approx(expected, abs=tolerance)
+
+
+def test_ssim_metric_is_the_mean_of_per_image_ssim(whole):
     ssim = Ssim()
     ssim.update(whole["image"], whole["image_hat"])
-    reference = structural_similarity_index_measure(whole["image_hat"], whole["image"], data_range=1.0)
-    per_image = structural_similarity_index_measure(
-        whole["image_hat"], whole["image"], data_range=1.0, reduction="none"
-    ).double().numpy()
+    per_image = per_image_ssim(whole["image"], whole["image_hat"]).double().numpy()
     out = ssim.compute()
-    assert out["ssim"] == pytest.approx(reference.item(), abs=1e-6)
+    assert out["ssim"] == pytest.approx(per_image.mean(), abs=1e-6)
     assert out["ssim_se"] == pytest.approx(se(per_image), rel=1e-4)
 
 

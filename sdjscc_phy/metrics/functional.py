@@ -1,7 +1,8 @@
 """Pure metric functions: one batch in, one value per item out.
 
 The stateful metrics in this package only accumulate what these functions return. Where torchmetrics
-has the metric we call it; bit error rate, bits per pixel and the PSNR of a mean MSE are ours.
+has the metric we call it; bit error rate, bits per pixel, the PSNR of a mean MSE and SSIM (whose border
+handling must not move with torchmetrics' version) are ours.
 
 Image arguments are ``(N, C, H, W)`` floating tensors with values in [0, 1] (docs/conventions.md); every
 function takes the reference first and the reconstruction second, ``(image, image_hat)``.
@@ -22,10 +23,14 @@ torch = lazy_import("torch")
 #: and a single perfect image cannot turn a dataset mean into inf. 100 dB is an MSE of 1e-10.
 DEFAULT_MAX_PSNR_DB = 100.0
 
-# SSIM settings fixed by docs/conventions.md (they are torchmetrics' defaults; spelled out so a change of
-# default upstream cannot change our numbers).
+# SSIM as Wang et al. (2004) define it and scikit-image computes it (``structural_similarity`` with
+# gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1): an 11-tap Gaussian window
+# (radius int(3.5 sigma + 0.5) = 5), K1 = 0.01, K2 = 0.03, the SSIM map averaged over the *valid* region
+# only (every window inside the image), then over channels. Computed here rather than by a library whose
+# border handling changed between versions (torchmetrics >= 1.4.3 also averages mirrored-border windows).
 SSIM_KERNEL_SIZE = 11
 SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
 DATA_RANGE = 1.0
 
 
@@ -85,24 +90,31 @@ def psnr_db_from_mse(mse: float, max_db: float = DEFAULT_MAX_PSNR_DB) -> float:
 
 
 def per_image_ssim(image, image_hat) -> torch.Tensor:
-    """SSIM of each image (Gaussian window 11, σ = 1.5, data range 1, mean over channels); shape ``(N,)``."""
+    """SSIM of each image over its valid region (Gaussian window 11, σ = 1.5, data range 1, mean over
+    channels; see the constants above); shape ``(N,)``, in the images' dtype."""
     image, image_hat = check_image_pair(image, image_hat)
     if min(image.shape[-2:]) < SSIM_KERNEL_SIZE:
         raise DataError(
             f"SSIM needs images of at least {SSIM_KERNEL_SIZE}x{SSIM_KERNEL_SIZE} pixels; "
             f"got {image.shape[-2]}x{image.shape[-1]}"
         )
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    return structural_similarity_index_measure(
-        image_hat,
-        image,
-        gaussian_kernel=True,
-        sigma=SSIM_SIGMA,
-        kernel_size=SSIM_KERNEL_SIZE,
-        data_range=DATA_RANGE,
-        reduction="none",
-    )
+    n, c, h, w = image.shape
+    # float64: the variances are differences of close second moments (scikit-image works in float64 too).
+    x = image.to(torch.float64).reshape(n * c, 1, h, w)
+    y = image_hat.to(torch.float64).reshape(n * c, 1, h, w)
+    radius = (SSIM_KERNEL_SIZE - 1) // 2
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
+    g = torch.exp(-(taps**2) / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    # One separable valid-mode blur of the five moment images at once.
+    conv2d = torch.nn.functional.conv2d
+    moments = torch.cat([x, y, x * x, y * y, x * y])
+    blurred = conv2d(conv2d(moments, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    mu_x, mu_y, xx, yy, xy = blurred.split(n * c)
+    var_x, var_y, cov = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
+    c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.reshape(n, c, -1).mean(dim=2).mean(dim=1).to(image.dtype)
 
 
 def per_item_ber(bits, bits_hat) -> torch.Tensor:
