@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # a bad option or argument: one line too, with where to look
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if isinstance(err, click.UsageError) and ctx else ""
+        click.echo(f"error: {err.format_message()}{hint}", err=True)
         return EXIT_USER_ERROR
     except click.exceptions.Exit as err:
         return err.exit_code

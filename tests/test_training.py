@@ -49,7 +49,9 @@ def recipe_path(tmp_path) -> Path:
 
 
 def run(recipe_path, *overrides, resume=False, callbacks=()):
-    trainer = Trainer(load_recipe(recipe_path, list(overrides)), resume=resume, progress=False, callbacks=callbacks)
+    """Train; runs of one test share the recipe's export path, so each may replace the last one's export."""
+    trainer = Trainer(load_recipe(recipe_path, list(overrides)), resume=resume, progress=False, callbacks=callbacks,
+                      force=True)
     return trainer, trainer.run()
 
 

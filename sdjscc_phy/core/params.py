@@ -109,8 +109,14 @@ class Param:
                 if abs(value) > 1e300:  # also keeps float() from overflowing on a huge int
                     raise ParameterError(f"must be a finite number; got {brief(value)}")
                 return float(value)
-        elif kind in ("str", "path"):
+        elif kind == "str":
             if isinstance(value, str):
+                return value
+        elif kind == "path":
+            if isinstance(value, str):
+                # Longer names make every later stat() fail with ENAMETOOLONG instead of "not found".
+                if "\x00" in value or len(value.encode()) >= 4096 or any(len(p.encode()) > 255 for p in value.split("/")):
+                    raise ParameterError(f"must be a usable path (no NUL, names of at most 255 bytes); got {brief(value)}")
                 return value
         elif kind == "list":
             if isinstance(value, list):

@@ -10,8 +10,10 @@ dates stay strings. Errors name the file and line and never echo a long value.
 
 from __future__ import annotations
 
+import os
 import re
 import reprlib
+import stat
 
 import yaml
 
@@ -217,6 +219,8 @@ def load_yaml_text(text: str, where: str = "<string>"):
 def load_yaml_with_lines(path: str):
     """Parse the YAML file ``path``; YamlFileError naming file and line for any problem (see module doc)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a folder, a device (/dev/zero), a pipe (/dev/stdin)
+            raise YamlFileError([f"{path}: not a regular file"])
         with open(path, "rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as err:

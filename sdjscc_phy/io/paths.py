@@ -29,6 +29,15 @@ def name_problem(name) -> str | None:
             f"characters) because it names files; got {brief(name)}")
 
 
+def is_file(path: str | os.PathLike) -> bool:
+    """``Path.is_file`` that answers False for any path the system rejects (a name longer than 255 bytes,
+    an embedded NUL) instead of raising."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def check_output_file(path: str | os.PathLike, what: str, *, force: bool = False,
                       force_hint: str = "pass --force") -> Path:
     """Raise JsccflowError (one line naming ``what`` and the path) unless ``path`` can be written as a

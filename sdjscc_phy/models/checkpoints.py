@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sdjscc_phy.errors import CheckpointError
+from sdjscc_phy.io.paths import is_file
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -16,7 +17,7 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """A shipped checkpoint by name (``sdjscc_awgn`` -> ``sdjscc_phy/checkpoints/sdjscc_awgn.pt``) or a path."""
     shipped = CHECKPOINT_DIR / f"{name_or_path}.pt"
-    return shipped if shipped.is_file() else Path(name_or_path).expanduser()
+    return shipped if is_file(shipped) else Path(name_or_path).expanduser()
 
 
 def shipped_names() -> str:
@@ -48,7 +49,7 @@ def load_export(name_or_path: str | Path, export_format: str, kind: str, build: 
     types (``state_dict`` and a dict ``config`` are always checked); every failure is a one-line
     CheckpointError."""
     path = resolve_checkpoint(name_or_path)
-    if not path.is_file():
+    if not is_file(path):
         raise CheckpointError(f"{kind} checkpoint '{name_or_path}' is neither a file nor a shipped name "
                               f"({shipped_names()})")
     try:

@@ -18,6 +18,8 @@ Bits are uint8 0/1. Soft bits at every boundary are LLRs ln(P(b=1)/P(b=0)) (Sion
 
 from __future__ import annotations
 
+import warnings
+
 from typing import NamedTuple
 
 import numba
@@ -241,9 +243,12 @@ class Nr5gLdpcCode(LdpcCode):
         from sionna.phy.fec.ldpc import LDPC5GEncoder  # heavy import, only for construction
 
         try:
-            encoder = LDPC5GEncoder(k, n, num_bits_per_symbol=num_bits_per_symbol, bg=bg,
-                                    device="cpu")
-        except (ValueError, TypeError) as err:
+            with warnings.catch_warnings():
+                # Sionna only warns about some unsupported rates; here they are errors of the flowgraph.
+                warnings.simplefilter("error", UserWarning)
+                encoder = LDPC5GEncoder(k, n, num_bits_per_symbol=num_bits_per_symbol, bg=bg,
+                                        device="cpu")
+        except (ValueError, TypeError, UserWarning) as err:
             raise ParameterError(
                 f"unsupported 5G NR LDPC code (k={k}, n={n}, bg={bg}): {err}") from err
         if n > encoder.n_cb_comp:

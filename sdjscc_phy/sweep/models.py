@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdjscc_phy.errors import JsccflowError, RecipeError
+from sdjscc_phy.io.paths import is_file
 from sdjscc_phy.sweep.spec import TrainSpec, file_digest
 from sdjscc_phy.training.recipe import get_dotted, set_dotted
 
@@ -93,12 +94,12 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
                 inputs[key] = plan.key
                 depends.append(plan.key)
                 unchanged = unchanged and plan.reused
-            elif value and Path(value).is_file():
+            elif value and is_file(value):
                 inputs[key] = file_digest(value)
         identity = {"stage": _identity(config, path_keys), "inputs": inputs, "seed": recipe["seed"] + index}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         original = base["stages"][index]["export"] if index < len(base["stages"]) else None
-        if unchanged and original and Path(original).is_file():
+        if unchanged and original and is_file(original):
             export, reused = original, True
         else:
             export, reused = str(Path(models_dir) / f"{config['name']}-{key}" / f"{config['name']}.pt"), False

@@ -44,7 +44,7 @@ from sdjscc_phy.core.params import Param, resolve_params
 from sdjscc_phy.core.registry import get_block_class
 from sdjscc_phy.core.yaml_lines import ErrorLines, LineDict, LineList, brief, load_yaml_with_lines, source_line
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
-from sdjscc_phy.io.paths import name_problem
+from sdjscc_phy.io.paths import is_file, name_problem
 from sdjscc_phy.training.recipe import resolve_path
 
 FORMAT_VERSION = 1
@@ -254,7 +254,7 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
         used: set[str] = set()
         fg_text = _substitute_text(spec.flowgraph, values, used, where, source_line(method, "flowgraph"), errors)
         fg_path = resolve_path(fg_text, base)
-        if not Path(fg_path).is_file():
+        if not is_file(fg_path):
             errors.add(f"{where}: flowgraph '{fg_text}' does not exist", source_line(method, "flowgraph"))
             return
         fg_vars, block_types = _flowgraph_outline(fg_path)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sdjscc_phy.core.yaml_lines import brief, load_yaml_with_lines, parse_assignment, plain
 from sdjscc_phy.errors import ParameterError, RecipeError
-from sdjscc_phy.io.paths import name_problem
+from sdjscc_phy.io.paths import is_file, name_problem
 from sdjscc_phy.training.stages import COMMON_DEFAULTS, PRECISIONS, STAGE_KINDS
 
 TOP_DEFAULTS: dict[str, Any] = {"seed": 0, "output_dir": None, "num_threads": None, "device": "auto", "stages": None}
@@ -28,7 +28,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     is addressed by index or, for stages, by name: ``stages.classifier.epochs=1``.
     """
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise RecipeError(f"recipe '{path}' does not exist")
     raw = plain(load_yaml_with_lines(str(path)))
     if not isinstance(raw, dict):
