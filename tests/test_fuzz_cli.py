@@ -296,7 +296,8 @@ def cases(count: int, seed: int, work: Path):
                 argv = ["validate", str(path)]
             else:
                 path.write_text(text)
-                argv = ["validate", str(path)] + [a for s in set_values(rng, flowgraph_keys(text)) for a in ("--set", s)]
+                overrides = set_values(rng, flowgraph_keys(text))
+                argv = ["validate", str(path)] + [a for s in overrides for a in ("--set", s)]
             yield f"{kind} {name}", argv, (lambda argv=argv: main(argv))
         elif kind == "sweep":
             name = rng.choice(list(sweeps))

@@ -16,7 +16,6 @@ import numpy as np
 import psutil
 import pytest
 import torch
-import yaml
 from filelock import FileLock
 
 from sdjscc_phy.cli.main import main
@@ -222,7 +221,8 @@ def test_sweep_files_report_every_key_error_at_once_with_lines(tmp_path, capsys)
     assert main(["sweep", "--dry-run", str(path)]) == 2
     text = "\n".join(errors_of(capsys))
     for expected in (":2: key 'description': must be a str", ":3: key 'output': must be a path",
-                     ":7: method 'm': key 'set': must be a mapping", ":8: method 'm': train: key 'stage': must be a str"):
+                     ":7: method 'm': key 'set': must be a mapping",
+                     ":8: method 'm': train: key 'stage': must be a str"):
         assert expected in text, text
 
 

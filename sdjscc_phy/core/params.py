@@ -115,8 +115,10 @@ class Param:
         elif kind == "path":
             if isinstance(value, str):
                 # Longer names make every later stat() fail with ENAMETOOLONG instead of "not found".
-                if "\x00" in value or len(value.encode()) >= 4096 or any(len(p.encode()) > 255 for p in value.split("/")):
-                    raise ParameterError(f"must be a usable path (no NUL, names of at most 255 bytes); got {brief(value)}")
+                too_long = len(value.encode()) >= 4096 or any(len(p.encode()) > 255 for p in value.split("/"))
+                if too_long or "\x00" in value:
+                    raise ParameterError(f"must be a usable path (no NUL, names of at most 255 bytes); "
+                                         f"got {brief(value)}")
                 return value
         elif kind == "list":
             if isinstance(value, list):

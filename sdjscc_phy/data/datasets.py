@@ -266,7 +266,8 @@ def read_cifar10_batches(root: str | Path, split: str = "train") -> ImageDataset
     meta = root / "batches.meta"
     if meta.is_file():
         names = _load_cifar_pickle(meta).get(b"label_names")
-        if not (isinstance(names, list) and len(names) == len(CIFAR10_CLASSES) and all(isinstance(n, bytes) for n in names)):
+        if not (isinstance(names, list) and len(names) == len(CIFAR10_CLASSES)
+                and all(isinstance(n, bytes) for n in names)):
             raise DataError(f"CIFAR-10 file '{meta}' is not a valid batches.meta: no list of 10 label names")
         class_names = tuple(n.decode("utf-8", "replace") for n in names)
     return ImageDataset(

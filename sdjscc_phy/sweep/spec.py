@@ -270,8 +270,9 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
         trained = None
         if train is not None:
             train_set = train_spec.set or LineDict()
-            overrides = tuple(f"{k}={_yaml_value(_substitute(v, values, used, where, source_line(train_set, k), errors))}"
-                              for k, v in train_set.items())
+            overrides = tuple(
+                f"{k}={_yaml_value(_substitute(v, values, used, where, source_line(train_set, k), errors))}"
+                for k, v in train_set.items())
             trained = TrainSpec(resolve_path(train_spec.recipe, base), train_spec.stage, overrides,
                                 tuple(train_spec.checkpoint))
         for column in values:
