@@ -60,7 +60,6 @@ def plot_grid(sweep_file: str, at: tuple[str, ...], methods: tuple[str, ...], im
     from sdjscc_phy.sweep import load_sweep
     from sdjscc_phy.sweep.runner import plan_models, point_overrides
 
-    check_figure_files(out, force)
     spec = load_sweep(sweep_file)
     wanted = dict(parse_assignment(item, "--at") for item in at)
     unknown = [k for k in wanted if k not in spec.grid_columns]
@@ -69,6 +68,7 @@ def plot_grid(sweep_file: str, at: tuple[str, ...], methods: tuple[str, ...], im
                             f"({', '.join(spec.grid_columns) or 'none'})")
     names = list(methods) or list(dict.fromkeys(p.method for p in spec.points))
     plans = plan_models(spec)
+    check_figure_files(out, force)
     captures = {}
     for name in names:
         candidates = [p for p in spec.points if p.method == name
