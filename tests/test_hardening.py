@@ -277,9 +277,12 @@ def test_training_refuses_to_replace_an_existing_export_without_force(tmp_path):
 
     recipe = load_recipe(RECIPE, [f"output_dir={tmp_path / 'runs'}", f"stages.deepjscc.export={tmp_path / 'e.pt'}"])
     (tmp_path / "e.pt").write_bytes(b"precious")
-    with pytest.raises(TrainingError, match="export .* already exists; pass --force"):
+    with pytest.raises(JsccflowError, match="export '.*e.pt' already exists; pass --force"):
         Trainer(recipe, progress=False, only=("deepjscc",)).run()
     assert (tmp_path / "e.pt").read_bytes() == b"precious"
+    folder = load_recipe(RECIPE, [f"output_dir={tmp_path / 'runs'}", f"stages.deepjscc.export={tmp_path}"])
+    with pytest.raises(JsccflowError, match="export .* is a folder"):
+        Trainer(folder, progress=False, only=("deepjscc",), force=True).run()
 
 
 def test_validate_refuses_cuda_without_a_gpu(capsys):

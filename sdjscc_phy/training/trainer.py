@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from sdjscc_phy.core.scheduler import resolve_device
 from sdjscc_phy.errors import CheckpointError, RecipeError, TrainingError
-from sdjscc_phy.io.paths import check_output_folder
+from sdjscc_phy.io.paths import check_output_file, check_output_folder
 from sdjscc_phy.training.checkpoint import (
     TRAIN_FORMAT, TRAIN_VERSION, atomic_torch_save, code_version, load_checkpoint, rng_state, seed_everything,
     set_rng_state,
@@ -94,9 +94,9 @@ class Trainer:
         another run's model): only ``force`` allows it. A resumed stage rewrites its own export."""
         for config in stages:
             resumed = self.resume and (self.stage_dir(config["name"]) / "last.pt").exists()
-            if config["export"] and Path(config["export"]).exists() and not resumed and not self.force:
-                raise TrainingError(f"stage '{config['name']}': export '{config['export']}' already exists; pass "
-                                    "--force to replace it, or set another export path")
+            if config["export"]:
+                check_output_file(config["export"], f"stage '{config['name']}': export", force=self.force or resumed,
+                                  force_hint="pass --force or set another export path")
 
     def stage_dir(self, name: str) -> Path:
         return self.output_dir / name
