@@ -12,6 +12,7 @@ from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.data.datasets import ImageDataset, read_builtin, read_cifar10_batches, read_image_folder
+from sdjscc_phy.data.splits import stratified_subset
 from sdjscc_phy.lazy import lazy_import
 
 torch = lazy_import("torch")
@@ -43,7 +44,14 @@ class ImageSource(Block):
         Param("split", "str", "all", choices=("all", "train", "val", "test"),
               doc="folder: all | train | val (the fixed validation split); cifar10: train | test"),
         Param("split_file", "path", "", doc="folder: validation list to use instead of the shipped CIFAR-10 one"),
-        Param("limit", "int", None, low=1, nullable=True, unit="images", doc="use only the first N images"),
+        Param("limit", "int", None, low=1, nullable=True, unit="images",
+              doc="use only N images, chosen as 'subset' says"),
+        Param("subset", "str", "stratified", choices=("stratified", "first"),
+              doc="with limit: stratified = a seeded random subset keeping every class's share (in random "
+                  "order); first = the first N images in dataset order (class-sorted for folder and builtin)"),
+        Param("subset_seed", "int", 0, low=0,
+              doc="seed of the stratified subset (not options.seed, so runs with other noise seeds see the "
+                  "same images)"),
         Param("resize", "int", None, low=1, nullable=True, unit="pixels", doc="scale the shorter side to this"),
         Param("crop", "int", None, low=1, nullable=True, unit="pixels", doc="center square crop of this size"),
         Param("shuffle", "bool", False, doc="seeded random order (options.seed)"),
@@ -69,7 +77,9 @@ class ImageSource(Block):
         root, split_file = (os.path.abspath(path) if path else "" for path in (p.root, p.split_file))
         data = _read_dataset(p.dataset, root, p.split, split_file, p.resize, p.crop)
         if p.limit is not None and p.limit < len(data):
-            data = data.subset(list(range(p.limit)))
+            chosen = (range(p.limit) if p.subset == "first"
+                      else stratified_subset(data.labels.numpy(), p.limit, p.subset_seed))
+            data = data.subset(list(chosen))
         return data
 
     def num_items(self) -> int:

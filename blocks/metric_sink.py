@@ -123,9 +123,9 @@ class MetricSink(Block):
         available = set(input_shapes)
         available |= {"bits_hat"} if "llr" in available else set()
         available |= {"num_bits"} if "bits" in available else set()
-        missing = self._metrics.missing_inputs(available)
-        if missing:
-            raise PortError(f"metrics need unconnected input ports: {'; '.join(missing)}")
+        problems = self._metrics.input_problems(available)
+        if problems:
+            raise PortError("; ".join(problems))
         return {}
 
     def setup(self, ctx) -> None:

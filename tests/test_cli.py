@@ -47,7 +47,8 @@ def test_metric_needing_unconnected_port_is_a_validation_error(write_flowgraph, 
     path = write_flowgraph(FANOUT.replace("psnr_db, mse", "psnr_db, accuracy"))
     assert main(["validate", path]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.endswith("block 'sink': metrics need unconnected input ports: accuracy: logits|label_hat; accuracy: label")
+    assert line.endswith("block 'sink': metric 'accuracy': connect input port 'logits' or 'label_hat'; "
+                         "metric 'accuracy': connect input port 'label'")
 
 
 def test_validate_reports_resolved_shapes(write_flowgraph, capsys):

@@ -320,7 +320,9 @@ def test_yaml_style_specs_and_their_errors():
 
 def test_missing_inputs_are_all_reported(batches):
     metrics = make_metrics(["accuracy", "ber", "bpp"])
-    assert metrics.missing_inputs({"label", "label_hat", "image"}) == ["ber: bits", "ber: bits_hat", "bpp: num_bits"]
+    assert metrics.input_problems({"label", "logits", "image"}) == [
+        "metric 'ber': connect input port 'bits'", "metric 'ber': connect input port 'bits_hat'",
+        "metric 'bpp': connect input port 'num_bits'"]
     assert metrics.inputs == ("logits|label_hat", "label", "bits", "bits_hat", "num_bits", "image")
     with pytest.raises(DataError, match=r"needs input 'bits' and 'bits_hat'; got \['image'\]"):
         metrics.metrics[1].update_from({"image": batches[0]["image"]})

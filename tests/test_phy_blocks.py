@@ -10,6 +10,7 @@ from sdjscc_phy.blocks.channels import AwgnChannel, RayleighChannel
 from sdjscc_phy.blocks.mapping import SymbolDemapper, SymbolMapper
 from sdjscc_phy.core.block import BatchContext, SetupContext
 from sdjscc_phy.core.flowgraph import load_flowgraph
+from sdjscc_phy.core.scheduler import run_flowgraph
 from sdjscc_phy.errors import FlowgraphError
 
 
@@ -102,20 +103,53 @@ def test_host_channel_noise_does_not_depend_on_batch_size():
     assert torch.equal(whole, torch.cat([first, rest]))
 
 
-def test_mapper_rejects_bits_that_do_not_fill_symbols(write_flowgraph):
-    path = write_flowgraph("""\
-        options: {max_items: 10}
-        blocks:
-          - {id: src, type: bit_source, params: {num_bits: 250}}
-          - {id: map, type: symbol_mapper, params: {constellation: qam16}}
-          - {id: ch, type: awgn_channel}
-          - {id: sink, type: symbol_file_sink, params: {path: /tmp/x}}
-        connections:
-          - src.bits -> map.bits
-          - map.symbols -> ch.x
-          - ch.y -> sink.symbols
-        """)
+PADDED = """\
+    options: {max_items: 40, batch_size: 16, seed: 3}
+    variables: {snr_db: 30.0}
+    blocks:
+      - {id: src, type: bit_source, params: {num_bits: 250}}
+      - {id: map, type: symbol_mapper, params: {constellation: qam64}}
+      - {id: ch, type: awgn_channel, params: {snr_db: $snr_db}}
+      - {id: demap, type: symbol_demapper, params: {constellation: qam64}}
+      - {id: sink, type: metric_sink, params: {metrics: [ber]}}
+    connections:
+      - src.bits -> map.bits
+      - map.symbols -> ch.x
+      - ch.y -> demap.y
+      - ch.no -> demap.no
+      - demap.llr -> sink.llr
+      - src.bits -> sink.bits
+    """
+
+
+def test_mapper_pads_the_last_symbol_and_the_demapper_drops_the_padding(write_flowgraph):
+    fg = load_flowgraph(write_flowgraph(PADDED))
+    assert fg.output_shapes[("map", "symbols")] == (42,)  # ceil(250 / 6): 2 padding bits in the last symbol
+    assert fg.output_shapes[("demap", "llr")] == (250,)
+    for path in ("host", "torch"):
+        result = run_flowgraph(load_flowgraph(write_flowgraph(PADDED), [f"options.path={path}"]))
+        assert result.metrics["ber"] == 0.0  # 30 dB: every payload bit back, none of the padding kept
+
+
+@pytest.mark.parametrize("num_bits", [1, 5, 97])
+def test_padded_mapping_paths_agree(num_bits):
+    mapper = ready(SymbolMapper("m", constellation="qam64"))
+    demapper = ready(SymbolDemapper("d", constellation="qam64"))
+    demapper._payload_bits = num_bits  # what validation reads from the mapper's tag
+    bits = torch.randint(0, 2, (4, num_bits), generator=torch.Generator().manual_seed(num_bits), dtype=torch.uint8)
+    host = mapper.process_host({"bits": bits}, ctx("host", 4))
+    soft = mapper.process_torch({"bits": bits.float()}, ctx("torch", 4))
+    assert host["symbols"].shape == (4, -(-num_bits // 6)) and torch.equal(host["symbols"], soft["symbols"])
+    assert host["num_bits"].tolist() == [6 * host["symbols"].shape[1]] * 4
+    no = torch.full(host["symbols"].shape, 1e-3)
+    llr_host = demapper.process_host({"y": host["symbols"], "no": no}, ctx("host", 4))["llr"]
+    llr_torch = demapper.process_torch({"y": host["symbols"], "no": no}, ctx("torch", 4))["llr"]
+    torch.testing.assert_close(llr_host, llr_torch, rtol=1e-4, atol=1e-3)
+    assert torch.equal((llr_host > 0).to(torch.uint8), bits)  # LLR > 0 means bit 1, as without padding
+
+
+def test_demapping_with_another_constellation_than_the_mapper_is_a_validation_error(write_flowgraph):
     with pytest.raises(FlowgraphError) as info:
-        load_flowgraph(path)
+        load_flowgraph(write_flowgraph(PADDED), ["demap.constellation=qam16"])
     (error,) = info.value.errors
-    assert error.endswith("block 'map': input port 'bits': 250 bits do not fill qam16 symbols of 4 bits")
+    assert "block 'demap': parameter 'constellation': the symbols on port 'y' were mapped to qam64" in error

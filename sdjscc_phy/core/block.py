@@ -155,6 +155,17 @@ class Block:
         bindings = self.bind_inputs(input_shapes)
         return {port.name: substitute_shape(port.shape, bindings) for port in self.outputs}
 
+    def propagate_tags(self, input_tags: dict[str, dict], input_shapes: dict[str, Shape]) -> dict[str, dict]:
+        """Tags of the output ports given the tags and item shapes of the connected inputs, at validation.
+
+        Tags are facts about a port's items that a block further down may need and cannot see in the
+        item shape (GNU Radio's stream tags), e.g. how many of the mapper's symbols' bits are padding.
+        The default passes every input tag to every output (GNU Radio's all-to-all policy); a block
+        that adds or consumes a tag overrides this. Called before ``infer_shapes``.
+        """
+        merged = {key: value for tags in input_tags.values() for key, value in tags.items()}
+        return {port.name: dict(merged) for port in self.outputs}
+
     def bind_inputs(self, input_shapes: dict[str, Shape]) -> dict[str, int]:
         """Symbol values implied by the connected input shapes; PortError on a mismatch."""
         bindings: dict[str, int] = {}

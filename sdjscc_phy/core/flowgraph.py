@@ -78,6 +78,7 @@ class Flowgraph:
     connections: list[Connection]
     output_shapes: dict[tuple[str, str], Shape] = field(default_factory=dict)
     input_shapes: dict[str, dict[str, Shape]] = field(default_factory=dict)
+    output_tags: dict[tuple[str, str], dict] = field(default_factory=dict)
 
     def upstream(self, block_id: str) -> dict[str, tuple[str, str]]:
         """``{input port: (source block, source port)}`` for one block."""
@@ -359,6 +360,7 @@ def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> N
     for block_id, block in fg.blocks.items():
         cls = type(block)
         in_shapes: dict[str, Shape] = {}
+        in_tags: dict[str, dict] = {}
         ok = True
         for port_name, (src, src_port) in fg.upstream(block_id).items():
             if (src, src_port) not in fg.output_shapes:
@@ -371,9 +373,11 @@ def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> N
                            f"does not match input dtype {dst.dtype}", lines.get(block_id))
                 ok = False
             in_shapes[port_name] = fg.output_shapes[(src, src_port)]
+            in_tags[port_name] = fg.output_tags.get((src, src_port), {})
         if not ok:
             continue
         try:
+            out_tags = block.propagate_tags(in_tags, in_shapes)
             out_shapes = block.infer_shapes(in_shapes)
         except JsccflowError as err:
             errors.add(f"block '{block_id}': {err}", lines.get(block_id))
@@ -381,6 +385,7 @@ def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> N
         fg.input_shapes[block_id] = in_shapes
         for port in cls.outputs:
             fg.output_shapes[(block_id, port.name)] = tuple(out_shapes[port.name])
+            fg.output_tags[(block_id, port.name)] = out_tags.get(port.name, {})
 
 
 def _check_sources(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> None:

@@ -64,6 +64,26 @@ def make_cifar10_val_split(
     return chosen
 
 
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of ``size`` items drawn without replacement so that every class keeps its share.
+
+    Class c of n_c items gets floor(size * n_c / n) items, the remaining ones going to the classes with
+    the largest fractional parts (ties: lower class index); within a class the items are drawn uniformly
+    at random. One ``numpy.random.default_rng(seed)`` draws everything, and the indices come back in a
+    random order, so a prefix of them (``options.max_items`` below ``size``) is a random sample too,
+    not a few whole classes.
+    """
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = size * counts / len(labels)
+    quota = np.floor(exact).astype(int)
+    by_remainder = np.argsort(-(exact - quota), kind="stable")
+    quota[by_remainder[:size - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota)]
+    return rng.permutation(np.concatenate(chosen))
+
+
 def write_split_file(paths: list[str], out: str | Path, header: str) -> None:
     """Write ``paths`` one per line below a ``#`` comment header."""
     lines = [f"# {line}" for line in header.splitlines()] + list(paths)

@@ -94,6 +94,12 @@ class Metric:
         """The input specs (``"a|b"`` form) that none of the ``available`` names satisfies."""
         return [spec for spec in cls.inputs if not any(alt in available for alt in spec.split("|"))]
 
+    def input_problems(self, available: Collection[str]) -> list[str]:
+        """What keeps this metric, as configured, from running on the ``available`` inputs: one message
+        per problem naming the input port to connect (or the setting to give). Checked at validation."""
+        return ["connect input port " + " or ".join(f"'{alt}'" for alt in spec.split("|"))
+                for spec in self.missing_inputs(available)]
+
     def update_from(self, batch: Mapping[str, Any]) -> None:
         """Update from a mapping of named inputs (a sink's ports); names this metric does not use are ignored.
 

@@ -34,6 +34,13 @@ class _MulticlassMetric(Metric):
         self._counts = None  # the torchmetrics metric, built by the first update()
         self.num_items = 0
 
+    def input_problems(self, available) -> list[str]:
+        problems = super().input_problems(available)
+        if "label_hat" in available and "logits" not in available and self.num_classes is None:
+            problems.append(f"input port 'label_hat' needs the number of classes: connect input port 'logits' "
+                            f"instead, or write the metric as {{{self.name}: {{num_classes: C}}}} in 'metrics'")
+        return problems
+
     def update(self, label, logits=None, label_hat=None) -> None:
         """Add one batch: ``label`` ``(N,)`` integer classes and either ``logits`` ``(N, num_classes)``
         (top-1 = argmax) or predicted classes ``label_hat`` ``(N,)``."""
@@ -62,7 +69,8 @@ class _MulticlassMetric(Metric):
                 )
             if self.num_classes is None:
                 raise ParameterError(
-                    f"metric '{self.name}' needs `num_classes` when given `label_hat` instead of `logits`"
+                    f"metric '{self.name}' needs `num_classes` when given `label_hat` instead of `logits`: "
+                    f"{type(self).__name__}(num_classes=C), or {{{self.name}: {{num_classes: C}}}} in a metric sink"
                 )
             self._check_range(preds, "label_hat")
         self._check_range(label, "label")

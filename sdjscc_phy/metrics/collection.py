@@ -29,9 +29,9 @@ class MetricSet:
         """``higher_is_better`` of each metric, by metric name."""
         return {m.name: m.higher_is_better for m in self.metrics}
 
-    def missing_inputs(self, available: Collection[str]) -> list[str]:
-        """Every ``"metric: input"`` the ``available`` names do not provide (for validating a whole graph)."""
-        return [f"{m.name}: {spec}" for m in self.metrics for spec in m.missing_inputs(available)]
+    def input_problems(self, available: Collection[str]) -> list[str]:
+        """Every ``"metric 'name': problem"`` with the ``available`` inputs (for validating a whole graph)."""
+        return [f"metric '{m.name}': {problem}" for m in self.metrics for problem in m.input_problems(available)]
 
     def update(self, batch: Mapping[str, Any]) -> None:
         for metric in self.metrics:
