@@ -115,3 +115,21 @@ def test_plugin_package_is_discovered_by_the_installed_command(plugin, write_flo
     metrics = json.loads(out.read_text())["metrics"]
     assert metrics["items"] == 30.0
     assert abs(metrics["energy"] - 9.0 * 30 * 4) < 1e-3  # |3 x|^2 = 9 per unit-energy QPSK symbol, 4 per item
+
+
+def test_label_hat_without_num_classes_is_a_validation_error_naming_the_fix(write_flowgraph, capsys):
+    path = write_flowgraph("""\
+options: {max_items: 10}
+blocks:
+  - {id: src, type: image_source, params: {dataset: builtin}}
+  - {id: sink, type: metric_sink, params: {metrics: [accuracy]}}
+connections:
+  - src.label -> sink.label
+  - src.label -> sink.label_hat
+""")
+    assert main(["validate", path]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("block 'sink': metric 'accuracy': input port 'label_hat' needs the number of classes: "
+                         "connect input port 'logits' instead, or write the metric as "
+                         "{accuracy: {num_classes: C}} in 'metrics'")
+    assert main(["validate", path, "--set", "sink.metrics=[{accuracy: {num_classes: 10}}]"]) == 0

@@ -148,3 +148,18 @@ def test_builtin_zip_holds_the_original_jpeg_bytes():
     with zipfile.ZipFile(BUILTIN_SAMPLE_ZIP) as zf:
         for name in zf.namelist()[::97]:
             assert zf.read(name) == (SHARED_CIFAR10 / name).read_bytes()
+
+
+def test_image_source_limit_takes_a_seeded_class_stratified_subset():
+    from sdjscc_phy.blocks.image_source import ImageSource
+
+    def labels(**params):
+        return ImageSource("src", dataset="builtin", limit=105, **params).data.labels
+
+    stratified = labels()
+    assert sorted(torch.bincount(stratified, minlength=10).tolist()) == [10] * 5 + [11] * 5  # 105 over 10 classes
+    assert len(set(stratified[:20].tolist())) > 5  # random order: a prefix is not one or two classes
+    assert torch.equal(stratified, labels())  # seeded
+    assert not torch.equal(stratified, labels(subset_seed=1))
+    first = labels(subset="first")
+    assert first.tolist() == [0] * 100 + [1] * 5  # the class-sorted head, only when asked for
