@@ -10,11 +10,12 @@ from sdjscc_phy.blocks.metric_sink import MetricSink
 from sdjscc_phy.blocks.multitask import MultitaskDecoder, MultitaskEncoder
 from sdjscc_phy.blocks.neural import Classifier, JsccDecoder, JsccEncoder
 from sdjscc_phy.blocks.symbol_file_sink import SymbolFileSink
+from sdjscc_phy.blocks.taps import ConstellationSink, ImageSink, TensorSink
 from sdjscc_phy.blocks.sscc import ImageCodecDecoder, ImageCodecEncoder, LdpcDecoderBlock, LdpcEncoder
 
 BUILTIN_BLOCKS = [
     ImageSource, BitSource, Binarizer, SymbolMapper, SymbolDemapper, AwgnChannel, RayleighChannel,
-    JsccEncoder, JsccDecoder, Classifier, MetricSink, SymbolFileSink,
+    JsccEncoder, JsccDecoder, Classifier, MetricSink, SymbolFileSink, ImageSink, ConstellationSink, TensorSink,
     ImageCodecEncoder, LdpcEncoder, LdpcDecoderBlock, ImageCodecDecoder, MultitaskEncoder, MultitaskDecoder,
     DetectionSource, Detector,
 ]

@@ -29,7 +29,7 @@ from typing import Any, Union
 from sdjscc_phy.core.block import Block
 from sdjscc_phy.core.devices import device_problem
 from sdjscc_phy.core.params import Param, resolve_params
-from sdjscc_phy.core.ports import Shape
+from sdjscc_phy.core.ports import ANY_DTYPE, Shape
 from sdjscc_phy.core.registry import get_block_class
 from sdjscc_phy.core.yaml_lines import (
     ErrorLines, LineDict, LineList, brief, load_yaml_text, load_yaml_with_lines, parse_assignment, source_line,
@@ -368,7 +368,7 @@ def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> N
                 continue
             dst = cls.input_port(port_name)
             src_dtype = type(fg.blocks[src]).output_port(src_port).dtype
-            if src_dtype != dst.dtype:
+            if src_dtype != dst.dtype and dst.dtype != ANY_DTYPE:
                 errors.add(f"connection '{src}.{src_port} -> {block_id}.{port_name}': dtype {src_dtype} "
                            f"does not match input dtype {dst.dtype}", lines.get(block_id))
                 ok = False

@@ -25,6 +25,10 @@ PORT_DTYPES: dict[str, tuple[str, ...]] = {
     "bits": ("uint8", "float32"),
     "int64": ("int64",),
 }
+#: Input-port dtype that accepts any of the above (taps that record whatever they are connected to).
+ANY_DTYPE = "any"
+#: Input-port item shape that accepts items of any shape.
+ANY_SHAPE: tuple = ("...",)
 
 
 @cache
@@ -55,7 +59,7 @@ class Port:
     optional: bool = False
 
     def __post_init__(self):
-        if self.dtype not in PORT_DTYPES:
+        if self.dtype not in PORT_DTYPES and self.dtype != ANY_DTYPE:
             raise PortError(
                 f"port '{self.name}': dtype must be one of ({', '.join(PORT_DTYPES)}); got '{self.dtype}'"
             )
@@ -70,8 +74,10 @@ def bind_shape(declared: Shape, actual: Shape, bindings: dict[str, int]) -> str 
     """Match an actual item shape against a declared one, extending ``bindings`` with symbols.
 
     Returns None when they agree, else a description of the mismatch. A symbol in ``actual`` (not yet
-    known upstream) matches anything.
+    known upstream) matches anything, and so does the declared shape ``ANY_SHAPE``.
     """
+    if declared == ANY_SHAPE:
+        return None
     if len(declared) != len(actual):
         return f"expects item shape {format_shape(declared)}; got {format_shape(actual)}"
     for want, got in zip(declared, actual):

@@ -10,6 +10,10 @@ from typing import Any
 from sdjscc_phy.errors import JsccflowError
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -21,10 +25,30 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def output_path_problems(path: str, overwrite: bool, kind: str = "file") -> list[str]:
+    """Why ``path`` cannot receive a new output ``kind`` (``file`` or ``directory``), checked before a run:
+    it exists and ``overwrite`` is off, it exists as the other kind, or its nearest existing parent is
+    not a writable directory. Missing parent directories are fine (the writer creates them)."""
+    if os.path.lexists(path):
+        if kind == "file" and os.path.isdir(path):
+            return [f"'{path}' is a directory; give a file name"]
+        if kind == "directory" and not os.path.isdir(path):
+            return [f"'{path}' is a file; give a directory"]
+        if kind == "file" and not overwrite:
+            return [f"'{path}' already exists; set overwrite: true to replace it"]
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        return [f"'{path}': cannot write into '{parent}'"]
+    return []
 
 
 def write_json_atomic(path: str, payload: Any) -> None:

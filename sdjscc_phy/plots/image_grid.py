@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,29 @@ def plot_image_grid(captures: dict[str, Capture], out: str, title: str | None = 
         fig.savefig(paths[-1], dpi=150)
     plt.close(fig)
     return paths
+
+
+def labelled_grid_png(images: torch.Tensor, captions: list[str], colors: list[str], columns: int) -> bytes:
+    """PNG bytes of ``images`` ``[N, 3, H, W]`` in [0, 1], ``columns`` per row, a caption under each."""
+    n = images.shape[0]
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns + 0.2, 1.55 * rows), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        if index < n:
+            _show(ax, images[index].clamp(0, 1), captions[index], colors[index])
+        else:
+            ax.axis("off")
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def figure_png(fig) -> bytes:
+    """The figure as PNG bytes (150 dpi); closes it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def _show(ax, image: torch.Tensor, caption: str, color: str) -> None:
