@@ -1,18 +1,32 @@
-"""AWGN and flat Rayleigh channels at ``snr_db`` = Es/N0 per complex symbol (Es = 1, N0 = 10^(-snr_db/10))."""
+"""AWGN and flat Rayleigh channels at ``snr_db`` = Es/N0 per complex symbol (Es = 1, N0 = 10^(-snr_db/10)),
+or at ``ebno_db`` = Eb/N0 per information bit."""
 
 from __future__ import annotations
 
+import math
+
 from sdjscc_phy.core.block import Batch, BatchContext, Block
+from sdjscc_phy.core import tags
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port
+from sdjscc_phy.errors import ParameterError
 from sdjscc_phy.lazy import lazy_import
-from sdjscc_phy.phy.choices import COHERENCES
+from sdjscc_phy.phy.choices import COHERENCES, CONSTELLATIONS
 
 torch = lazy_import("torch")
 host = lazy_import("sdjscc_phy.kernels.channels")
 differentiable = lazy_import("sdjscc_phy.phy.channels")
 
-_SNR = Param("snr_db", "float", 10.0, low=-50.0, high=100.0, unit="dB", doc="Es/N0 per complex symbol")
+_SNR_PARAMS = (
+    Param("snr_db", "float", 10.0, low=-50.0, high=100.0, unit="dB", doc="Es/N0 per complex symbol"),
+    Param("ebno_db", "float", None, low=-50.0, high=100.0, nullable=True, unit="dB",
+          doc="Eb/N0 per information bit; when set, replaces snr_db by ebno_db + 10 log10(bits_per_symbol x "
+              "code_rate)"),
+    Param("bits_per_symbol", "int", None, low=1, nullable=True, unit="bits",
+          doc="for ebno_db; default: the constellation of the symbol_mapper upstream"),
+    Param("code_rate", "float", None, low=0.0, high=1.0, nullable=True,
+          doc="for ebno_db: information bits per coded bit; default: k/n of the ldpc_encoder upstream, else 1"),
+)
 _X = Port("x", "complex64", ("S",), "transmitted symbols, Es = 1")
 _Y = Port("y", "complex64", ("S",), "received symbols")
 _NO = Port("no", "float32", ("S",), "noise variance per complex symbol seen by the demapper (N0, or N0/|h|^2 with CSI)")
@@ -23,46 +37,78 @@ def noise_variance(snr_db: float) -> float:
     return 10.0 ** (-snr_db / 10.0)
 
 
+def ebno_to_snr_db(ebno_db: float, bits_per_symbol: int, code_rate: float = 1.0) -> float:
+    """Es/N0 in dB for ``ebno_db`` = Eb/N0 in dB: each complex symbol carries bits_per_symbol x code_rate
+    information bits, so Es/N0 = Eb/N0 + 10 log10(bits_per_symbol x code_rate) (Sionna's ``ebnodb2no``)."""
+    return ebno_db + 10.0 * math.log10(bits_per_symbol * code_rate)
+
+
+class _Channel(Block):
+    """What both channels share: the SNR, given as Es/N0 or as Eb/N0 (then resolved at validation from
+    the tags of the mapper and LDPC encoder upstream, or from the parameters)."""
+
+    _upstream: dict = {}  # tags of the symbols on port 'x', set at validation
+
+    def propagate_tags(self, input_tags: dict[str, dict], input_shapes) -> dict[str, dict]:
+        self._upstream = input_tags.get("x", {})
+        if self.p.ebno_db is not None:
+            self.snr_db  # noqa: B018  (resolve now: a missing bits_per_symbol is a validation error)
+        return super().propagate_tags(input_tags, input_shapes)
+
+    @property
+    def snr_db(self) -> float:
+        """Es/N0 in dB per complex symbol."""
+        if self.p.ebno_db is None:
+            return self.p.snr_db
+        mapped = self._upstream.get(tags.MAPPED_BITS)
+        bits_per_symbol = self.p.bits_per_symbol or (CONSTELLATIONS[mapped[1]] if mapped else None)
+        if bits_per_symbol is None:
+            raise ParameterError("parameter 'bits_per_symbol': needed with ebno_db when the symbols on port 'x' "
+                                 "do not come from a symbol_mapper")
+        code_rate = self.p.code_rate or self._upstream.get(tags.CODE_RATE, 1.0)
+        return ebno_to_snr_db(self.p.ebno_db, bits_per_symbol, code_rate)
+
+
 def _constant(value: float, like: torch.Tensor) -> torch.Tensor:
     """A float32 tensor shaped like ``like`` holding ``value``, as a zero-copy stride-0 view."""
     return torch.tensor(value, dtype=torch.float32, device=like.device).expand(like.shape)
 
 
-class AwgnChannel(Block):
+class AwgnChannel(_Channel):
     """Complex AWGN: y = x + n, n ~ CN(0, N0) (Numba kernel on the host path)."""
 
     type_name = "awgn_channel"
     inputs = (_X,)
     outputs = (_Y, _NO)
-    params = (_SNR,)
+    params = _SNR_PARAMS
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        no = noise_variance(self.p.snr_db)
+        no = noise_variance(self.snr_db)
         y = host.awgn(inputs["x"].cpu().numpy(), no, ctx.run_key, row_offset=ctx.start)
         y = torch.from_numpy(y).to(ctx.device)
         return {"y": y, "no": _constant(no, y)}
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        no = noise_variance(self.p.snr_db)
+        no = noise_variance(self.snr_db)
         y = differentiable.awgn(inputs["x"], no, generator=ctx.generator)
         return {"y": y, "no": _constant(no, y)}
 
 
-class RayleighChannel(Block):
+class RayleighChannel(_Channel):
     """Flat Rayleigh fading y = h x + n, h ~ CN(0, 1) per item (block) or per symbol (fast); optional perfect-CSI equalisation."""
 
     type_name = "rayleigh_channel"
     inputs = (_X,)
     outputs = (_Y, _NO, Port("h", "complex64", ("S",), "channel coefficient of each symbol"))
     params = (
-        _SNR,
+        *_SNR_PARAMS,
         Param("coherence", "str", "block", choices=COHERENCES, doc="block: one h per item; fast: one h per symbol"),
         Param("csi", "bool", True, doc="perfect CSI at the receiver: equalise y h*/|h|^2, report N0/|h|^2"),
     )
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         x = inputs["x"].cpu().numpy()
-        out = host.rayleigh(x, noise_variance(self.p.snr_db), ctx.run_key, self.p.coherence, self.p.csi,
+        out = host.rayleigh(x, noise_variance(self.snr_db), ctx.run_key, self.p.coherence, self.p.csi,
                             row_offset=ctx.start)
         y = torch.from_numpy(out.y)
         if self.p.coherence == "block":  # per-item h and N0/|h|^2 arrive as [B, 1] / broadcast views
@@ -74,6 +120,6 @@ class RayleighChannel(Block):
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
         x = inputs["x"]
-        out = differentiable.rayleigh(x, noise_variance(self.p.snr_db), self.p.coherence, self.p.csi,
+        out = differentiable.rayleigh(x, noise_variance(self.snr_db), self.p.coherence, self.p.csi,
                                       generator=ctx.generator)
         return {"y": out.y, "no": out.no_eff.float(), "h": out.h.expand(x.shape)}

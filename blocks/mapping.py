@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
+from sdjscc_phy.core import tags
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import ParameterError
 from sdjscc_phy.lazy import lazy_import
@@ -13,8 +14,6 @@ torch = lazy_import("torch")
 host = lazy_import("sdjscc_phy.kernels.mapping")
 differentiable = lazy_import("sdjscc_phy.phy.mapping")
 
-#: Tag on the mapper's symbols: (bits per item before padding, constellation name).
-MAPPED_BITS_TAG = "mapped_bits"
 _CONSTELLATION = Param("constellation", "str", "qam16", choices=tuple(CONSTELLATIONS),
                        doc="Gray-labelled, Es = 1 (bpsk, qpsk, qam16, qam64)")
 
@@ -41,11 +40,11 @@ class SymbolMapper(Block):
         self._table = host.constellation(self._k)
 
     def propagate_tags(self, input_tags: dict[str, dict], input_shapes: dict[str, Shape]) -> dict[str, dict]:
-        tags = super().propagate_tags(input_tags, input_shapes)
+        out = super().propagate_tags(input_tags, input_shapes)
         (n,) = input_shapes["bits"]
         if isinstance(n, int):
-            tags["symbols"][MAPPED_BITS_TAG] = (n, self.p.constellation)
-        return tags
+            out["symbols"][tags.MAPPED_BITS] = (n, self.p.constellation)
+        return out
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         (n,) = input_shapes["bits"]
@@ -97,8 +96,8 @@ class SymbolDemapper(Block):
         self._want_p1 = "p1" in ctx.connected_outputs
 
     def propagate_tags(self, input_tags: dict[str, dict], input_shapes: dict[str, Shape]) -> dict[str, dict]:
-        tags = super().propagate_tags(input_tags, input_shapes)
-        mapped = input_tags.get("y", {}).get(MAPPED_BITS_TAG)
+        out = super().propagate_tags(input_tags, input_shapes)
+        mapped = input_tags.get("y", {}).get(tags.MAPPED_BITS)
         if mapped is not None:
             bits, constellation = mapped
             if constellation != self.p.constellation:
@@ -106,9 +105,9 @@ class SymbolDemapper(Block):
                                      f"{constellation}; demapping them as {self.p.constellation} gives noise "
                                      f"(set both to the same constellation)")
             self._payload_bits = bits
-        for port_tags in tags.values():
-            port_tags.pop(MAPPED_BITS_TAG, None)
-        return tags
+        for port_tags in out.values():
+            port_tags.pop(tags.MAPPED_BITS, None)
+        return out
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         bindings = self.bind_inputs(input_shapes)

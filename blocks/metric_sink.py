@@ -97,9 +97,15 @@ class MetricSink(Block):
     )
     params = (
         Param("metrics", "list", ["accuracy"],
-              doc="names: accuracy, f1_macro, psnr_db, psnr_db_of_mean_mse, ssim, mse, ber, bpp, "
+              doc="names: accuracy, f1_macro, psnr_db, psnr_db_of_mean_mse, ssim, mse, ber, bler, bpp, "
                   "symbols_per_image, map50, map"),
         Param("prefix", "str", "", doc="prepended to every metric name (to tell two sinks apart)"),
+        Param("max_errors", "int", None, low=1, nullable=True, unit="errors",
+              doc="stop the run once this many errors (error_unit) between 'bits' and 'bits_hat'/'llr' are "
+                  "counted and min_items have run (Sionna's sim_ber rule); null: run to max_items"),
+        Param("error_unit", "str", "bit", choices=("bit", "block"),
+              doc="what max_errors counts: bit errors, or items with at least one bit error"),
+        Param("min_items", "int", 0, low=0, unit="items", doc="run at least this many items before stopping"),
         Param("items_csv", "path", "", doc="also write one CSV row per item (label, label_hat, correct, "
                                           "psnr_db, ssim, num_symbols, ber where available), for paired comparisons"),
         Param("overwrite", "bool", False, doc="replace an existing items_csv"),
@@ -124,6 +130,9 @@ class MetricSink(Block):
         available |= {"bits_hat"} if "llr" in available else set()
         available |= {"num_bits"} if "bits" in available else set()
         problems = self._metrics.input_problems(available)
+        if self.p.max_errors is not None:
+            problems += [f"parameter 'max_errors' counts errors of 'bits_hat' (or 'llr') against 'bits': "
+                         f"connect input port '{port}'" for port in ("bits", "bits_hat") if port not in available]
         if problems:
             raise PortError("; ".join(problems))
         return {}
@@ -132,6 +141,8 @@ class MetricSink(Block):
         self._metrics = make_metrics(self.p.metrics)
         names = {m.name for m in self._metrics.metrics}
         self._items = ItemLog(self.p.items_csv, with_ssim="ssim" in names) if self.p.items_csv else None
+        self._errors = 0
+        self._seen = 0
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         batch = dict(inputs)
@@ -140,9 +151,19 @@ class MetricSink(Block):
         if "num_bits" not in batch and "bits" in batch:
             batch["num_bits"] = batch["bits"].shape[1]
         self._metrics.update(batch)
+        if self.p.max_errors is not None:
+            ber = functional.per_item_ber(batch["bits"], batch["bits_hat"])
+            bit_errors = ber * batch["bits"][0].numel()
+            self._errors += round(float(bit_errors.sum())) if self.p.error_unit == "bit" else int((ber > 0).sum())
+            self._seen += ctx.batch_size
         if self._items is not None:
             self._items.write(ctx.start, batch)
         return {}
+
+    def stop_requested(self) -> bool | None:
+        if self.p.max_errors is None:
+            return None
+        return self._errors >= self.p.max_errors and self._seen >= self.p.min_items
 
     def close(self, completed: bool) -> None:
         if getattr(self, "_items", None) is not None:

@@ -38,6 +38,7 @@ import numpy as np
 
 from sdjscc_phy.codecs import CODECS, encode_to_budget, require_codec, safe_decode
 from sdjscc_phy.core.block import Batch, BatchContext, Block
+from sdjscc_phy.core import tags
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import JsccflowError, PortError
@@ -225,6 +226,11 @@ class LdpcEncoder(_LdpcBlock):
                                             "share K*n/k of the packed codewords (packing: batch)"),)
     params = _LDPC_PARAMS
 
+    def propagate_tags(self, input_tags: dict[str, dict], input_shapes: dict[str, Shape]) -> dict[str, dict]:
+        out = super().propagate_tags(input_tags, input_shapes)
+        out["bits"][tags.CODE_RATE] = out["bits"].get(tags.CODE_RATE, 1.0) * self.code.k / self.code.n
+        return out
+
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         (size,) = input_shapes["bits"]
         sizes = self.packed_item_bits("bits", size, self.code.k)
@@ -260,6 +266,15 @@ class LdpcDecoderBlock(_LdpcBlock):
         Param("early_stop", "bool", True, doc="stop a codeword once all checks are satisfied"),
         _PREFIX,
     )
+
+    def propagate_tags(self, input_tags: dict[str, dict], input_shapes: dict[str, Shape]) -> dict[str, dict]:
+        out = super().propagate_tags(input_tags, input_shapes)
+        rate = self.code.k / self.code.n
+        for port_tags in out.values():  # decoded: this code's rate no longer applies
+            outer = port_tags.pop(tags.CODE_RATE, rate) / rate
+            if not math.isclose(outer, 1.0):
+                port_tags[tags.CODE_RATE] = outer
+        return out
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         (size,) = input_shapes["llr"]

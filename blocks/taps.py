@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block
+from sdjscc_phy.core import tags
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import ANY_DTYPE, ANY_SHAPE, Port, Shape
 from sdjscc_phy.io.results import output_path_problems, write_bytes_atomic
@@ -133,9 +134,7 @@ class ConstellationSink(_Tap):
     _mapped: str | None = None  # the upstream mapper's constellation, read from its tag at validation
 
     def propagate_tags(self, input_tags: dict[str, dict], input_shapes: dict[str, Shape]) -> dict[str, dict]:
-        from sdjscc_phy.blocks.mapping import MAPPED_BITS_TAG
-
-        mapped = input_tags.get("symbols", {}).get(MAPPED_BITS_TAG)
+        mapped = input_tags.get("symbols", {}).get(tags.MAPPED_BITS)
         self._mapped = mapped[1] if mapped else None
         return {}
 

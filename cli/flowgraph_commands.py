@@ -19,6 +19,7 @@ from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.reference import (
     blocks_markdown, describe_blocks, describe_metrics, metrics_markdown, param_allowed, param_default,
 )
+from sdjscc_phy.units import display_name, display_scale
 
 _SET_HELP = "Override a variable (VAR=VALUE), a block parameter (ID.PARAM=VALUE) or an option (options.KEY=VALUE)."
 
@@ -37,12 +38,14 @@ def run(flowgraph: str, overrides: tuple[str, ...], output: str | None, progress
     show_progress = sys.stderr.isatty() if progress is None else progress
     result = run_flowgraph(fg, progress=show_progress)
     console = Console()
-    console.print(f"{fg.options.id or flowgraph}: {result.items} items in {result.seconds:.1f} s", highlight=False)
+    stopped = " (stopping rule met)" if result.stopped_early else ""
+    console.print(f"{fg.options.id or flowgraph}: {result.items} items{stopped} in {result.seconds:.1f} s",
+                  highlight=False)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in result.metrics.items():
-        table.add_row(name, f"{value:.6g}")
+        table.add_row(display_name(name), f"{value * display_scale(name):.6g}")
     console.print(table)
     if output:
         write_json_atomic(output, {

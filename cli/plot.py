@@ -27,19 +27,25 @@ def check_figure_files(prefix: str, force: bool) -> None:
 @click.option("--over", multiple=True, default=("seed",), show_default=True,
               help="Columns averaged over (mean, standard error) (repeatable).")
 @click.option("--logx/--linx", default=None, help="Log x axis (default: when x spans >= 100x).")
+@click.option("--logy/--liny", default=None, help="Log y axis (default: for ber, bler, ldpc_bler).")
+@click.option("--label", "labels", multiple=True, metavar="METHOD=NAME",
+              help="Legend name of a method (repeatable; default: the sweep file's 'label', else the id).")
 @click.option("--title", help="Figure title.")
 @click.option("--out", "-o", help="Output prefix: writes PREFIX.png and PREFIX.svg (default: RESULTS_Y_vs_X).")
 @force_option
 def plot(results: str, x: str, y: str, by: tuple[str, ...], where: tuple[str, ...], over: tuple[str, ...],
-         logx: bool | None, title: str | None, out: str | None, force: bool) -> None:
+         logx: bool | None, logy: bool | None, labels: tuple[str, ...], title: str | None, out: str | None,
+         force: bool) -> None:
     """Line plot of Y against X from a sweep's RESULTS.csv, one line per --by, ±1 standard error bars."""
     from sdjscc_phy.plots import plot_lines
     from sdjscc_phy.sweep import read_rows
+    from sdjscc_phy.sweep.store import read_labels
 
     selected = dict(parse_assignment(item, "--where") for item in where)
+    names = {**read_labels(results), **{k: str(v) for k, v in (parse_assignment(i, "--label") for i in labels)}}
     prefix = out or str(Path(results).with_suffix("")) + f"_{y}_vs_{x}"
     check_figure_files(prefix, force)
-    for path in plot_lines(read_rows(results), x, y, by, prefix, title, logx, selected, over):
+    for path in plot_lines(read_rows(results), x, y, by, prefix, title, logx, selected, over, logy, names):
         click.echo(path)
 
 

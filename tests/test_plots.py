@@ -70,3 +70,29 @@ def test_plot_grid_shows_originals_and_each_methods_reconstruction(tmp_path, cap
     assert "original" in svg and "deepjscc" in svg and "snr_db=20" in svg
     assert main(["plot-grid", str(sweep), "--at", "snr=20", "--out", str(out)]) == 2
     assert "--at snr: not a grid variable" in capsys.readouterr().err
+
+
+def test_error_rates_get_a_log_axis_and_the_legend_sits_beside_the_axes(tmp_path, monkeypatch):
+    from sdjscc_phy.plots import lines
+
+    figures = []
+    monkeypatch.setattr(lines.plt, "close", figures.append)
+    rows = [{"method": "qpsk", "ebno_db": e, "items": 10, "ber": b, "ber_se": b / 10}
+            for e, b in ((0, 0.08), (4, 0.012), (8, 2e-4))]
+    lines.plot_lines(rows, "ebno_db", "ber", out=str(tmp_path / "ber"), labels={"qpsk": "Gray QPSK"})
+    lines.plot_lines(rows, "ebno_db", "ber", out=str(tmp_path / "lin"), log_y=False)
+    (log_ax,), (lin_ax,) = figures[0].axes, figures[1].axes
+    assert log_ax.get_yscale() == "log" and lin_ax.get_yscale() == "linear"
+    legend = log_ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["Gray QPSK"]
+    figures[0].canvas.draw()
+    renderer = figures[0].canvas.get_renderer()
+    assert legend.get_window_extent(renderer).x0 > log_ax.get_window_extent(renderer).x1  # right of the data
+
+
+def test_plot_names_methods_by_the_sweep_files_labels(results_csv, tmp_path):
+    (tmp_path / "sweep.json").write_text('{"labels": {"sdjscc": "SD-JSCC"}}')
+    out = tmp_path / "acc"
+    assert main(["plot", str(results_csv), "--x", "snr_db", "--label", "deepjscc=deep JSCC", "--out", str(out)]) == 0
+    svg = (tmp_path / "acc.svg").read_text()
+    assert "SD-JSCC" in svg and "deep JSCC" in svg and "deepjscc" not in svg

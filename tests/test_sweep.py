@@ -26,6 +26,7 @@ methods:
   qam16:
     flowgraph: {BER_FLOWGRAPH}
   qpsk:
+    label: Gray QPSK
     flowgraph: {BER_FLOWGRAPH}
     set: {{map.constellation: qpsk, demap.constellation: qpsk}}
 grid:
@@ -87,7 +88,8 @@ def test_sweep_writes_one_tidy_row_per_point_and_a_full_json_record(write_sweep,
     assert record["options"]["max_items"] == 64 and record["variables"] == {"snr_db": 8}
     assert "options.seed=1" in record["overrides"] and "src.num_bits=256" in record["overrides"]
     assert record["code_version"] and record["metrics"]["ber"] == float(rows[5]["ber"])
-    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["points"] == 12
+    summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert summary["points"] == 12 and summary["labels"] == {"qpsk": "Gray QPSK"}  # plot legends read them
 
 
 def test_interrupted_sweep_restarts_with_every_row_exactly_once(write_sweep, tmp_path):
@@ -184,6 +186,7 @@ def test_sweep_file_errors_are_one_line_each_with_file_and_line_and_exit_2(write
             sett: {{}}
           b:
             flowgraph: nowhere.yaml
+            label: [B]
           c:
             flowgraph: {BER_FLOWGRAPH}
             set: {{map.constelation: qpsk}}
@@ -198,7 +201,8 @@ def test_sweep_file_errors_are_one_line_each_with_file_and_line_and_exit_2(write
     assert f"{path}:2: unknown top-level key 'colour'" in text
     assert f"{path}:6: method 'a': unknown key 'sett'" in text
     assert f"{path}:8: method 'b': flowgraph 'nowhere.yaml' does not exist" in text
-    assert f"{path}:14: grid.zip: lists must have equal lengths" in text
+    assert f"{path}:9: method 'b': 'label' must be a non-empty string" in text
+    assert f"{path}:15: grid.zip: lists must have equal lengths" in text
     assert "Traceback" not in text and not (tmp_path / "out").exists()
 
 

@@ -197,6 +197,12 @@ class Block:
         """Differentiable torch path."""
         raise NotImplementedError
 
+    def stop_requested(self) -> bool | None:
+        """For sinks with a stopping rule: True once they have seen enough (checked after every batch),
+        False while not; None (the default) for blocks without a rule. A run stops early when every
+        block with a rule asks for it."""
+        return None
+
     def results(self) -> dict[str, float]:
         """For sinks: metrics accumulated over the run."""
         return {}

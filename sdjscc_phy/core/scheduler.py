@@ -35,12 +35,15 @@ class RunResult:
         items: items processed.
         seconds: wall time of the run (set-up and every batch).
         variables: the flowgraph's variables after overrides (e.g. ``{"snr_db": 5.0}``).
+        stopped_early: a sink's stopping rule (``metric_sink.max_errors``) ended the run before
+            ``options.max_items``; ``items`` counts the items that ran.
     """
 
     metrics: dict[str, float]
     items: int
     seconds: float
     variables: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
 
     def to_frame(self) -> pandas.DataFrame:
         """One row: the variables, then the metrics, ``items`` and ``seconds`` (needs pandas: extra ``[frames]``).
@@ -128,6 +131,11 @@ class Scheduler:
                 # Symbols left open at validation bind on the first batch; later batches must agree.
                 self._item_shapes[(block.id, port.name)] = actual[1:]
 
+    def stop_requested(self) -> bool:
+        """Whether every block with a stopping rule asks to stop (False when no block has one)."""
+        votes = [vote for vote in (block.stop_requested() for block in self.fg.blocks.values()) if vote is not None]
+        return bool(votes) and all(votes)
+
     def abort(self) -> None:
         """Discard partial outputs after a failed run."""
         for block in self.fg.blocks.values():
@@ -146,11 +154,14 @@ class Scheduler:
 
 
 def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
-    """Run a validated flowgraph to the end and collect the sinks' metrics."""
+    """Run a validated flowgraph to the end, or until its sinks' stopping rules are met, and collect the
+    sinks' metrics; ``items`` of the result counts the items that ran."""
     scheduler = Scheduler(fg)
     total = count_items(fg)
     batch_size = fg.options.batch_size
     began = time.perf_counter()
+    done = 0
+    stopped = False
     # The host path never needs gradients: inference mode skips autograd bookkeeping in neural blocks.
     grad_mode = torch.inference_mode() if fg.options.path == "host" else contextlib.nullcontext()
     with grad_mode:
@@ -161,8 +172,12 @@ def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
                     size = min(batch_size, total - start)
                     scheduler.run_batch(batch_index, start, size)
                     bar.update(size)
+                    done += size
+                    if done < total and scheduler.stop_requested():
+                        stopped = True
+                        break
         except BaseException:
             scheduler.abort()
             raise
         metrics = scheduler.close()
-    return RunResult(metrics, total, time.perf_counter() - began, dict(fg.variables))
+    return RunResult(metrics, done, time.perf_counter() - began, dict(fg.variables), stopped)

@@ -1,4 +1,4 @@
-"""Bit-level metrics: bit error rate of hard bits, and the rate in bits per source pixel and in channel
+"""Bit-level metrics: bit and block error rates of hard bits, and the rate in bits per source pixel and in channel
 symbols per image."""
 
 from __future__ import annotations
@@ -24,6 +24,18 @@ class Ber(MeanOverItems):
 
     def update(self, bits, bits_hat) -> None:
         self._moments.add(per_item_ber(bits, bits_hat))
+
+
+@register_metric("bler")
+class Bler(MeanOverItems):
+    """Block error rate (``bler``): the fraction of items (codewords, images) with at least one bit
+    error, and its standard error over items (``bler_se``). Inputs as for ``ber``."""
+
+    higher_is_better = False
+    inputs = ("bits", "bits_hat")
+
+    def update(self, bits, bits_hat) -> None:
+        self._moments.add((per_item_ber(bits, bits_hat) > 0).double())
 
 
 @register_metric("bpp")

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interacti
 
 from sdjscc_phy.errors import JsccflowError  # noqa: E402
 from sdjscc_phy.sweep.stats import aggregate, select  # noqa: E402
+from sdjscc_phy.units import base_metric, display_scale  # noqa: E402
 
 # Axis labels with units (docs/conventions.md); a column not listed is shown by its name.
 LABELS = {
@@ -26,9 +27,12 @@ LABELS = {
     "psnr_db_of_mean_mse": "PSNR of the mean MSE (dB)",
     "ssim": "SSIM (Gaussian window 11, σ = 1.5)",
     "ber": "bit error rate",
+    "bler": "block error rate",
     "ldpc_bler": "LDPC block error rate",
+    "ebno_db": "E$_b$/N$_0$ per information bit (dB)",
+    "ch.ebno_db": "E$_b$/N$_0$ per information bit (dB)",
 }
-PERCENT = ("accuracy",)  # shown in percent
+LOG_Y = ("ber", "bler", "ldpc_bler")  # error rates: a log y axis by default
 
 
 def axis_label(column: str) -> str:
@@ -37,11 +41,14 @@ def axis_label(column: str) -> str:
 
 def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...] = ("method",), out: str = "plot",
                title: str | None = None, log_x: bool | None = None, where: dict | None = None,
-               over: list[str] | tuple[str, ...] = ("seed",)) -> list[str]:
+               over: list[str] | tuple[str, ...] = ("seed",), log_y: bool | None = None,
+               labels: dict[str, str] | None = None) -> list[str]:
     """Plot ``y`` against ``x``, one line per distinct ``by``, from the rows matching ``where``
     (column -> value). Rows that differ only in ``over`` (seeds) are aggregated
     (:func:`sdjscc_phy.sweep.stats.aggregate`); error bars are ``y``'s standard error (``y_se``).
-    Writes ``out.png`` and ``out.svg``; returns their paths."""
+    ``log_x`` / ``log_y`` None: a log x axis when x spans >= 100x, a log y axis for error rates
+    (``LOG_Y``). ``labels`` maps values of the ``by`` columns (method ids) to the legend's names.
+    Writes ``out.png`` and ``out.svg``, the legend beside the axes; returns their paths."""
     if not rows:
         raise JsccflowError("plot: the results table has no rows")
     for column in (x, y, *by, *(where or {})):
@@ -53,7 +60,7 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
     over = [c for c in over if c in rows[0] and c not in (x, *by)]
     if over:
         rows = aggregate(rows, over=over)
-    scale = 100.0 if y in PERCENT else 1.0
+    scale = display_scale(y)
     lines: dict[tuple, list[dict]] = {}
     for row in rows:
         if isinstance(row.get(x), (int, float)) and isinstance(row.get(y), (int, float)):
@@ -74,22 +81,29 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
         se = [scale * r[f"{y}_se"] if isinstance(r.get(f"{y}_se"), (int, float)) else math.nan for r in group]
         ax.errorbar([r[x] for r in group], [scale * r[y] for r in group],
                     yerr=None if all(math.isnan(s) for s in se) else se,
-                    marker="o", markersize=4, capsize=3, label=", ".join(str(v) for v in label))
+                    marker="o", markersize=4, capsize=3,
+                    label=", ".join(str((labels or {}).get(str(v), v)) for v in label))
     if log_x:
         ax.set_xscale("log")
+    if log_y is None:
+        log_y = base_metric(y) in LOG_Y or any(base_metric(y).endswith("_" + m) for m in LOG_Y)
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(title=", ".join(by), fontsize="small")
-    fig.text(0.99, 0.01, "error bars: ±1 standard error", ha="right", va="bottom", fontsize="x-small", alpha=0.7)
+    # Beside the axes, never over the curves; the figure grows to hold it (bbox_inches="tight").
+    ax.legend(title=", ".join(by), fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    ax.annotate("error bars: ±1 standard error", xy=(1.0, -0.14), xycoords="axes fraction", ha="right", va="top",
+                fontsize="x-small", alpha=0.7)
     fig.tight_layout()
     paths = []
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "svg"):
         path = f"{out}.{ext}"
-        fig.savefig(path, dpi=150)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
     return paths

@@ -31,7 +31,7 @@ from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.lazy import require
 from sdjscc_phy.sweep.models import ModelPlan, StagePlan, plan_model, train_stage, write_standin
 from sdjscc_phy.sweep.spec import Point, Sweep, SweepError, TrainSpec, file_digest
-from sdjscc_phy.sweep.store import ResultStore
+from sdjscc_phy.sweep.store import SWEEP_JSON, ResultStore
 
 EXECUTORS = ("local", "dask")
 
@@ -298,9 +298,10 @@ def _run_locked(sweep: Sweep, jobs: int, executor: str, scheduler: str | None, p
     plans, store = prepare(sweep)
     pending = [p for p in sweep.points if not is_done(p, plans, store)]
     order = [p.key for p in sweep.points]
-    write_json_atomic(str(Path(sweep.output) / "sweep.json"), {
+    write_json_atomic(str(Path(sweep.output) / SWEEP_JSON), {
         "sweep": os.path.abspath(sweep.path), "description": sweep.description, "code_version": code_version(),
         "models": sweep.models, "grid_columns": sweep.grid_columns, "points": len(sweep.points),
+        "labels": sweep.labels,
     })
     stages = _stages_to_train(pending, plans)
     if not pending:

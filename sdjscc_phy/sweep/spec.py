@@ -10,6 +10,7 @@
       src.root: ../../shared/data/cifar10/train     # path-typed parameters resolve against this file
     methods:
       sdjscc:
+        label: SD-JSCC                    # display name in plot legends (default: the method's id)
         flowgraph: ../flowgraphs/sdjscc_awgn.yaml
         set: {enc.checkpoint: sdjscc_awgn, dec.checkpoint: sdjscc_awgn}
       sdjscc_tau:
@@ -61,6 +62,7 @@ METHOD: tuple[Param, ...] = (
     Param("flowgraph", "path", doc="the flowgraph file (may use ${VAR})"),
     Param("set", "mapping", None, nullable=True, doc="overrides of this method's points"),
     Param("train", "mapping", None, nullable=True, doc="a model trained per point: {recipe, stage, set, checkpoint}"),
+    Param("label", "str", None, nullable=True, doc="the name plot legends show (default: the method's name)"),
 )
 TRAIN: tuple[Param, ...] = (
     Param("recipe", "path", doc="the training recipe"),
@@ -116,6 +118,7 @@ class Sweep:
     grid_columns: list[str]
     column_lines: dict[str, int] = field(default_factory=dict)
     points: list[Point] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # method -> display name (plot legends)
 
 
 def load_sweep(path: str, output: str | None = None, models: str | None = None) -> Sweep:
@@ -250,6 +253,8 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
                        f"trained checkpoint, e.g. [enc.checkpoint, dec.checkpoint]", source_line(train, "checkpoint"))
     if len(errors.lines) > before:
         return
+    if spec.label:
+        sweep.labels[name] = spec.label
     for values in grid_points:
         used: set[str] = set()
         fg_text = _substitute_text(spec.flowgraph, values, used, where, source_line(method, "flowgraph"), errors)

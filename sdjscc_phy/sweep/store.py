@@ -23,6 +23,7 @@ from sdjscc_phy.sweep.spec import file_digest
 
 RESULTS_CSV = "results.csv"
 POINTS_DIR = "points"
+SWEEP_JSON = "sweep.json"
 
 
 class ResultStore:
@@ -109,6 +110,15 @@ def read_rows(path: str) -> list[dict]:
             return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(fh)]
     except OSError as err:
         raise JsccflowError(f"{path}: cannot read: {err.strerror}") from None
+
+
+def read_labels(results_csv: str) -> dict[str, str]:
+    """Display names of the methods (the sweep file's ``label``s) from the ``sweep.json`` that
+    ``jsccflow sweep`` writes beside its results CSV; empty when there is none."""
+    try:
+        return dict(json.loads((Path(results_csv).parent / SWEEP_JSON).read_text()).get("labels") or {})
+    except (OSError, ValueError):
+        return {}
 
 
 def _parse(text: str):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from sdjscc_phy.errors import JsccflowError
 from sdjscc_phy.sweep.stats import aggregate, select, verdict
+from sdjscc_phy.units import display_name, display_scale
 
-PERCENT = ("accuracy",)  # metrics shown in percent (percentage points for differences)
 METRIC_COLUMNS = "metric"  # the col_by of a table whose columns are metrics
 
 
@@ -97,13 +97,13 @@ def tabulate(rows: list[dict], ys: list[str] | tuple[str, ...], row_by: str = "m
 
 def to_markdown(table: Table, differences: bool = False, digits: int = 2) -> str:
     """GitHub markdown: ``mean ± se`` per cell (accuracy in %); with ``differences``, "(n.s.)" where |d| < 2 se."""
-    names = [f"{c} (%)" if table.col_by == METRIC_COLUMNS and c in PERCENT else str(c) for c in table.columns]
+    names = [display_name(c) if table.col_by == METRIC_COLUMNS else str(c) for c in table.columns]
     lines = [f"| {table.row_by} \\ {table.col_by} | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
     for row in table.rows:
         texts = []
         for col in table.columns:
             cell = table.cells.get((row, col))
-            scale = 100.0 if table.metrics[col] in PERCENT else 1.0
+            scale = display_scale(table.metrics[col])
             texts.append(_format(cell, scale, differences, digits) if cell else "–")
         lines.append(f"| {row} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
