@@ -55,3 +55,54 @@ def test_several_metrics_are_the_columns(results, capsys):
     assert out[0] == "| method \\ metric | accuracy (%) | f1 |"
     assert out[2].startswith("| sd | 42.00 ± ") and out[2].endswith(" | 0.45 |")  # f1 has no SE: none shown
     assert main(["table", str(results), "--y", "accuracy", "--y", "f1", "--cols", "snr_db"]) == 2
+
+
+def test_paired_differences_per_item_and_per_seed(tmp_path):
+    import csv as csv_module
+    import statistics
+
+    from conftest import REPO
+    from sdjscc_phy.sweep import read_rows
+
+    flowgraph = REPO / "flowgraphs" / "qam16_awgn_ber.yaml"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"""\
+output: out
+items: true
+set: {{options.max_items: 40, options.batch_size: 20, src.num_bits: 64}}
+methods:
+  qam16: {{flowgraph: {flowgraph}}}
+  qpsk: {{flowgraph: {flowgraph}, set: {{map.constellation: qpsk, demap.constellation: qpsk}}}}
+grid:
+  product: {{snr_db: [6], seed: [0, 1]}}
+""")
+    assert main(["sweep", str(sweep), "--no-progress"]) == 0
+    results = tmp_path / "out" / "results.csv"
+    rows = read_rows(str(results))
+
+    def per_item(method):
+        runs = []
+        for row in rows:
+            if row["method"] == method:
+                with open(tmp_path / "out" / "items" / f"{row['key']}_sink.csv", newline="") as fh:
+                    runs.append([float(r["ber"]) for r in csv_module.DictReader(fh)])
+        return [sum(values) / len(values) for values in zip(*runs)]  # each item's BER over the 2 seeds
+
+    d = [a - b for a, b in zip(per_item("qam16"), per_item("qpsk"))]
+    assert len(d) == 40
+    out = tmp_path / "paired.csv"
+    assert main(["table", str(results), "--y", "ber", "--versus", "qpsk", "--paired", "-o", str(out)]) == 0
+    table = {(r["method"], r["snr_db"]): r for r in csv_module.DictReader(open(out))}
+    diff = table[("qam16 − qpsk", "6")]
+    assert float(diff["mean"]) == pytest.approx(statistics.mean(d))
+    assert float(diff["se"]) == pytest.approx(statistics.stdev(d) / len(d) ** 0.5)
+
+    # Without per-item rows the units are the noise seeds both methods ran.
+    for path in (tmp_path / "out" / "items").iterdir():
+        path.unlink()
+    assert main(["table", str(results), "--y", "ber", "--versus", "qpsk", "--paired", "-o", str(out)]) == 0
+    by_seed = [a["ber"] - b["ber"] for a in rows for b in rows
+               if a["method"] == "qam16" and b["method"] == "qpsk" and a["seed"] == b["seed"]]
+    diff = {(r["method"], r["snr_db"]): r for r in csv_module.DictReader(open(out))}[("qam16 − qpsk", "6")]
+    assert float(diff["mean"]) == pytest.approx(statistics.mean(by_seed))
+    assert float(diff["se"]) == pytest.approx(statistics.stdev(by_seed) / 2 ** 0.5)

@@ -31,7 +31,7 @@ from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.lazy import require
 from sdjscc_phy.sweep.models import ModelPlan, StagePlan, plan_model, train_stage, write_standin
 from sdjscc_phy.sweep.spec import Point, Sweep, SweepError, TrainSpec, file_digest
-from sdjscc_phy.sweep.store import SWEEP_JSON, ResultStore
+from sdjscc_phy.sweep.store import ITEMS_DIR, SWEEP_JSON, ResultStore
 
 EXECUTORS = ("local", "dask")
 
@@ -86,6 +86,11 @@ def point_overrides(point: Point, plans: dict[TrainSpec, ModelPlan], checkpoint:
         path = checkpoint or plans[point.train].checkpoint
         overrides += [f"{param}={path}" for param in point.train.checkpoint_params]
     return overrides
+
+
+def item_files(point: Point, output: str) -> dict[str, str]:
+    """``{metric_sink id: CSV path}`` of the point's per-item rows under ``<output>/items/``."""
+    return {sink: str(Path(output) / ITEMS_DIR / f"{point.key}_{sink}.csv") for sink in point.item_sinks}
 
 
 def validate_points(sweep: Sweep, plans: dict[TrainSpec, ModelPlan]) -> None:
@@ -296,7 +301,8 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler
 def _run_locked(sweep: Sweep, jobs: int, executor: str, scheduler: str | None, progress: bool,
                 callbacks, report: bool) -> SweepSummary:
     plans, store = prepare(sweep)
-    pending = [p for p in sweep.points if not is_done(p, plans, store)]
+    pending = [p for p in sweep.points if not is_done(p, plans, store)
+               or (sweep.items and not all(map(os.path.isfile, item_files(p, sweep.output).values())))]
     order = [p.key for p in sweep.points]
     write_json_atomic(str(Path(sweep.output) / SWEEP_JSON), {
         "sweep": os.path.abspath(sweep.path), "description": sweep.description, "code_version": code_version(),
@@ -316,7 +322,9 @@ def _run_locked(sweep: Sweep, jobs: int, executor: str, scheduler: str | None, p
                   disable=not progress, dynamic_ncols=True) as bar:
             futures, finished = {}, len(sweep.points) - len(pending)
             for point in pending:
-                future = pool.submit(run_point, point.flowgraph, point_overrides(point, plans), threads)
+                items = [f"{sink}.items_csv={path}" for sink, path in item_files(point, sweep.output).items()
+                         if sweep.items]
+                future = pool.submit(run_point, point.flowgraph, [*point_overrides(point, plans), *items], threads)
                 futures[future] = point
             for future in pool.as_completed(list(futures)):
                 point = futures[future]

@@ -5,6 +5,8 @@
     format_version: 1
     output: ../results/fig4_awgn          # results folder (relative to this file); --output overrides
     models: ../runs/sweep_models          # trained-model cache (default: <output>/models)
+    items: false                          # true: keep each point's per-item rows (<output>/items/), for
+                                          # paired differences (jsccflow table --paired)
     set:                                  # overrides of every point (VAR, ID.PARAM or options.KEY)
       options.max_items: 5000
       src.root: ../../shared/data/cifar10/train     # path-typed parameters resolve against this file
@@ -54,6 +56,7 @@ TOP_LEVEL: tuple[Param, ...] = (
     Param("description", "str", "", doc="free text, copied into sweep.json"),
     Param("output", "path", None, nullable=True, doc="results folder (default: beside the file, its name)"),
     Param("models", "path", None, nullable=True, doc="trained-model cache (default: <output>/models)"),
+    Param("items", "bool", False, doc="keep every point's per-item rows (<output>/items/), for table --paired"),
     Param("set", "mapping", None, nullable=True, doc="overrides of every point (VAR, ID.PARAM, options.KEY)"),
     Param("methods", "mapping", doc="method name -> {flowgraph, set, train}"),
     Param("grid", "list", None, nullable=True, doc="{product, zip} or a list of them"),
@@ -72,6 +75,7 @@ TRAIN: tuple[Param, ...] = (
 )
 GRID_KEYS = ("product", "zip")
 SEED_KEY = "seed"  # grid shorthand for options.seed
+ITEM_SINK_TYPE = "metric_sink"  # the block whose items_csv 'items: true' sets
 
 _VAR_RE = re.compile(r"\$\{(\w+)\}")
 _COLUMN_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")
@@ -103,6 +107,7 @@ class Point:
     train: TrainSpec | None
     key: str
     line: int  # line of the method in the sweep file
+    item_sinks: tuple[str, ...] = ()  # metric_sink ids of the flowgraph (per-item records with 'items: true')
 
     def label(self) -> str:
         values = ", ".join(f"{k}={v}" for k, v in self.values.items())
@@ -119,6 +124,7 @@ class Sweep:
     column_lines: dict[str, int] = field(default_factory=dict)
     points: list[Point] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # method -> display name (plot legends)
+    items: bool = False  # keep every point's per-item rows (for jsccflow table --paired)
 
 
 def load_sweep(path: str, output: str | None = None, models: str | None = None) -> Sweep:
@@ -142,6 +148,7 @@ def load_sweep(path: str, output: str | None = None, models: str | None = None) 
     column_lines: dict[str, int] = {}
     grid_points, columns = _expand_grid(data.get("grid"), source_line(data, "grid"), errors, column_lines)
     sweep = Sweep(path, out_dir, models_dir, top.description, columns, column_lines)
+    sweep.items = top.items
     # A broken grid still lets every method be checked (at no grid values).
     for name, method in methods.items():
         line = source_line(methods, name)
@@ -288,7 +295,8 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
         overrides = tuple(f"{k}={_yaml_value(_resolve_path_param(k, v, block_types, base))}"
                           for k, v in assigned.items())
         key = point_key(name, fg_text, tuple(f"{k}={_yaml_value(v)}" for k, v in assigned.items()), trained, values)
-        sweep.points.append(Point(name, dict(values), fg_path, overrides, trained, key, line or 0))
+        sinks = tuple(block_id for block_id, kind in block_types.items() if kind == ITEM_SINK_TYPE)
+        sweep.points.append(Point(name, dict(values), fg_path, overrides, trained, key, line or 0, sinks))
 
 
 def _substitute(value: Any, values: dict, used: set, where: str, line: int | None, errors: ErrorLines) -> Any:

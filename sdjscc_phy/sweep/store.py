@@ -24,6 +24,7 @@ from sdjscc_phy.sweep.spec import file_digest
 RESULTS_CSV = "results.csv"
 POINTS_DIR = "points"
 SWEEP_JSON = "sweep.json"
+ITEMS_DIR = "items"  # per-item rows of each point (a sweep with 'items: true'): <key>_<sink>.csv
 
 
 class ResultStore:

@@ -11,12 +11,14 @@ when smaller than twice that error (:func:`sdjscc_phy.sweep.stats.verdict`).
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import math
+import os
 from dataclasses import dataclass
 
 from sdjscc_phy.errors import JsccflowError
-from sdjscc_phy.sweep.stats import aggregate, select, verdict
+from sdjscc_phy.sweep.stats import aggregate, mean_se, select, verdict
 from sdjscc_phy.units import display_name, display_scale
 
 METRIC_COLUMNS = "metric"  # the col_by of a table whose columns are metrics
@@ -128,3 +130,73 @@ def _format(cell: Cell, scale: float, differences: bool, digits: int) -> str:
         if differences and verdict(cell.mean, cell.se) != "significant":
             text += " (n.s.)"
     return text
+
+
+#: Per-item column (metric_sink items_csv) that holds each metric's per-item value.
+ITEM_COLUMNS = {"accuracy": "correct", "psnr_db": "psnr_db", "ssim": "ssim", "ber": "ber"}
+
+
+def paired_tables(rows: list[dict], ys: list[str] | tuple[str, ...], row_by: str, col_by: str | None,
+                  where: dict | None, over: tuple[str, ...], reference, items_dir: str) -> tuple[Table, Table]:
+    """The table and each row's difference to row ``reference``, paired: both sides of a difference
+    are measured on the same units, and its standard error is that of the mean per-unit difference.
+
+    Units are the items (images) where every run of a cell has per-item rows in ``items_dir`` (a sweep
+    with ``items: true``): each item's value is averaged over the runs' seeds (``over``), then
+    differenced, so the image sampling that two methods share cancels. Otherwise the units are the
+    seeds present in both cells (a noise seed's run of one method against the same seed's run of the
+    other). The main table's cells get the per-item standard error where there are items, else the
+    usual one (:func:`tabulate`).
+    """
+    main = tabulate(rows, ys, row_by, col_by, where, over)
+    col_by = None if main.col_by == METRIC_COLUMNS else main.col_by
+    over = [c for c in over if c in rows[0] and c not in (row_by, col_by)]
+    units: dict[tuple, dict] = {}
+    for (row, col), _ in main.cells.items():
+        y = main.metrics[col]
+        runs = [r for r in select(rows, where) if r[row_by] == row and (col_by is None or r[col_by] == col)]
+        per_item = _per_item(runs, y, items_dir)
+        units[(row, col)] = per_item if per_item is not None else {
+            ("seed",) + tuple(r.get(c) for c in over): r[y] for r in runs if isinstance(r.get(y), (int, float))}
+        if per_item is not None:
+            mean, se = _mean_se(list(per_item.values()))
+            main.cells[(row, col)] = Cell(mean, se)
+    if reference not in main.rows:
+        raise JsccflowError(f"table: --versus {reference!r} is not a {row_by} (have: {', '.join(map(str, main.rows))})")
+    cells = {}
+    for row in main.rows:
+        for col in main.columns:
+            a, b = units.get((row, col)), units.get((reference, col))
+            shared = sorted(set(a) & set(b), key=str) if row != reference and a and b else []
+            if shared:
+                cells[(f"{row} − {reference}", col)] = Cell(*_mean_se([a[u] - b[u] for u in shared]))
+    diff_rows = list(dict.fromkeys(r for r, _ in cells))
+    return main, Table(main.row_by, main.col_by, diff_rows, main.columns, cells, main.metrics)
+
+
+def _per_item(runs: list[dict], y: str, items_dir: str) -> dict | None:
+    """``{("item", index): value averaged over the runs}`` from the runs' per-item CSVs; None unless
+    every run has one with the metric's per-item column."""
+    column = ITEM_COLUMNS.get(y)
+    tables = []
+    for run in runs:
+        found = None
+        for path in sorted(glob.glob(os.path.join(glob.escape(items_dir), f"{run.get('key')}_*.csv"))):
+            with open(path, newline="") as fh:
+                reader = csv.DictReader(fh)
+                if column in (reader.fieldnames or ()):
+                    found = {("item", int(r["item"])): float(r[column]) for r in reader}
+                    break
+        if found is None or column is None:
+            return None
+        tables.append(found)
+    if not tables:
+        return None
+    shared = set.intersection(*(set(t) for t in tables))
+    return {unit: sum(t[unit] for t in tables) / len(tables) for unit in shared}
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean; the error is NaN (not shown) for a single unit."""
+    mean, se = mean_se(values)
+    return mean, se if len(values) > 1 else math.nan
