@@ -2,8 +2,8 @@
 training images, and for each tau the weights W' = r softmax(tau W) as max/min ratio and effective number
 of maps (exp of the entropy of W'/r; K = uniform, 1 = one map). Reads Fig. 7 (accuracy vs tau).
 
-    python experiments/gsw_spread.py --tau 1 10 100 1000 10000
-    python experiments/gsw_spread.py --set stages.sdjscc.loss.gsw.mode=paper --tau 1 1000
+    python benchmarks/gsw_spread.py --tau 1 10 100 1000 10000
+    python benchmarks/gsw_spread.py --set stages.sdjscc.loss.gsw.mode=paper --tau 1 1000
 
 Prints a table and, as the last line, one JSON object; writes it to --out.
 """

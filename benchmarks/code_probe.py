@@ -6,7 +6,7 @@ that is. It is not a strict bound (a stronger probe could read more), but a rece
 probe's accuracy on clean bits would be surprising.
 The probe sees the bits as the code's C x H/4 x W/4 grid (bit-flip augmentation 5 %, Adam, 12 epochs).
 
-    python experiments/code_probe.py --methods deepjscc_awgn sdjscc_awgn
+    python benchmarks/code_probe.py --methods deepjscc_awgn sdjscc_awgn
 
 Prints a table and, as the last line, one JSON object; writes it to --out.
 """
