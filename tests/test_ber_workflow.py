@@ -12,27 +12,13 @@ from sdjscc_phy.core.flowgraph import load_flowgraph
 from sdjscc_phy.core.scheduler import run_flowgraph
 from sdjscc_phy.errors import FlowgraphError, ParameterError
 from sdjscc_phy.metrics import make_metric
+from test_link_ber import LINK as LINK_TEMPLATE
+from test_link_ber import q
 
-LINK = """\
-options: {seed: 4, batch_size: 100, max_items: 100000, device: cpu}
-blocks:
-  - {id: src,   type: bit_source,      params: {num_bits: 200}}
-  - {id: map,   type: symbol_mapper,   params: {constellation: qpsk}}
-  - {id: ch,    type: awgn_channel,    params: {ebno_db: 4.0}}
-  - {id: demap, type: symbol_demapper, params: {constellation: qpsk}}
-  - {id: sink,  type: metric_sink,     params: {metrics: [ber, bler], max_errors: 1000}}
-connections:
-  - src.bits -> map.bits
-  - map.symbols -> ch.x
-  - ch.y -> demap.y
-  - ch.no -> demap.no
-  - demap.llr -> sink.llr
-  - src.bits -> sink.bits
-"""
-
-
-def q(x: float) -> float:
-    return 0.5 * math.erfc(x / math.sqrt(2.0))
+# The closed-form BER tests' link, with Eb/N0 instead of Es/N0 and a stopping rule.
+LINK = LINK_TEMPLATE.format(items=100000, path="host", bits=200, const="qpsk", channel="awgn_channel", snr_db=10.0,
+                            extra=", ebno_db: 4.0")
+RULE = ["sink.metrics=[ber, bler]", "sink.max_errors=1000"]
 
 
 def test_ebno_is_es_n0_less_the_information_bits_per_symbol():
@@ -42,12 +28,12 @@ def test_ebno_is_es_n0_less_the_information_bits_per_symbol():
 
 
 def test_stopping_after_max_errors_meets_the_closed_form_qpsk_ber(write_flowgraph):
-    fg = load_flowgraph(write_flowgraph(LINK))
+    fg = load_flowgraph(write_flowgraph(LINK), RULE)
     assert fg.blocks["ch"].snr_db == pytest.approx(4.0 + 10 * math.log10(2))  # k = 2 from the mapper
     result = run_flowgraph(fg)
     assert result.stopped_early and result.items < 100000
     bit_errors = result.metrics["ber"] * result.items * 200
-    assert 1000 <= bit_errors < 1000 + 100 * 200  # stopped within the batch that crossed 1000 errors
+    assert 1000 <= bit_errors < 1000 + 500 * 200  # stopped within the batch that crossed 1000 errors
     theory = q(math.sqrt(2 * 10 ** 0.4))  # Gray QPSK: BER = Q(sqrt(2 Eb/N0)) = 0.0125 at 4 dB
     assert result.metrics["ber"] == pytest.approx(theory, abs=4 * result.metrics["ber_se"])
     # Each 200-bit item fails when any bit does (nearly independent bits at this BER):
@@ -56,15 +42,15 @@ def test_stopping_after_max_errors_meets_the_closed_form_qpsk_ber(write_flowgrap
 
 def test_min_items_and_block_errors(write_flowgraph):
     path = write_flowgraph(LINK)
-    result = run_flowgraph(load_flowgraph(path, ["sink.max_errors=50", "sink.error_unit=block", "sink.min_items=3000"]))
-    assert result.items == 3000 and result.stopped_early  # 50 block errors come in the first batch
-    result = run_flowgraph(load_flowgraph(path, ["sink.max_errors=50", "sink.error_unit=block"]))
-    assert result.items == 100  # one batch: 100 items of which ~92 % have an error
+    result = run_flowgraph(load_flowgraph(path, [*RULE, "sink.error_unit=block", "sink.min_items=3000"]))
+    assert result.items == 3000 and result.stopped_early  # 1000 block errors come in the first few batches
+    result = run_flowgraph(load_flowgraph(path, [*RULE, "sink.max_errors=50", "sink.error_unit=block"]))
+    assert result.items == 500  # one batch: 500 items of which ~92 % have an error
 
 
 def test_a_run_without_enough_errors_runs_to_max_items(write_flowgraph):
-    result = run_flowgraph(load_flowgraph(write_flowgraph(LINK), ["ch.ebno_db=12", "options.max_items=500"]))
-    assert result.items == 500 and not result.stopped_early and result.metrics["ber"] < 1e-3
+    result = run_flowgraph(load_flowgraph(write_flowgraph(LINK), [*RULE, "ch.ebno_db=12", "options.max_items=1000"]))
+    assert result.items == 1000 and not result.stopped_early and result.metrics["ber"] < 1e-3
 
 
 def test_code_rate_comes_from_the_ldpc_encoder(write_flowgraph):

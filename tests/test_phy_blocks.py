@@ -12,6 +12,7 @@ from sdjscc_phy.core.block import BatchContext, SetupContext
 from sdjscc_phy.core.flowgraph import load_flowgraph
 from sdjscc_phy.core.scheduler import run_flowgraph
 from sdjscc_phy.errors import FlowgraphError
+from test_link_ber import LINK
 
 
 def ctx(path: str, batch_size: int, seed: int = 5) -> BatchContext:
@@ -103,23 +104,8 @@ def test_host_channel_noise_does_not_depend_on_batch_size():
     assert torch.equal(whole, torch.cat([first, rest]))
 
 
-PADDED = """\
-    options: {max_items: 40, batch_size: 16, seed: 3}
-    variables: {snr_db: 30.0}
-    blocks:
-      - {id: src, type: bit_source, params: {num_bits: 250}}
-      - {id: map, type: symbol_mapper, params: {constellation: qam64}}
-      - {id: ch, type: awgn_channel, params: {snr_db: $snr_db}}
-      - {id: demap, type: symbol_demapper, params: {constellation: qam64}}
-      - {id: sink, type: metric_sink, params: {metrics: [ber]}}
-    connections:
-      - src.bits -> map.bits
-      - map.symbols -> ch.x
-      - ch.y -> demap.y
-      - ch.no -> demap.no
-      - demap.llr -> sink.llr
-      - src.bits -> sink.bits
-    """
+# 250 bits over 64-QAM: 41 full symbols and one with 4 bits and 2 of padding.
+PADDED = LINK.format(items=40, path="host", bits=250, const="qam64", channel="awgn_channel", snr_db=30.0, extra="")
 
 
 def test_mapper_pads_the_last_symbol_and_the_demapper_drops_the_padding(write_flowgraph):
