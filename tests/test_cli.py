@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -133,3 +134,20 @@ connections:
                          "connect input port 'logits' instead, or write the metric as "
                          "{accuracy: {num_classes: C}} in 'metrics'")
     assert main(["validate", path, "--set", "sink.metrics=[{accuracy: {num_classes: 10}}]"]) == 0
+
+
+def test_run_shows_accuracy_in_percent_and_keeps_fractions_in_the_json(write_flowgraph, tmp_path, capsys):
+    path = write_flowgraph("""\
+options: {max_items: 20}
+blocks:
+  - {id: src, type: image_source, params: {dataset: builtin, limit: 20}}
+  - {id: sink, type: metric_sink, params: {metrics: [{accuracy: {num_classes: 10}}]}}
+connections:
+  - src.label -> sink.label
+  - src.label -> sink.label_hat
+""")
+    out = tmp_path / "r.json"
+    assert main(["run", path, "--output", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"│ accuracy \(%\) +│ +100 │", printed)
+    assert json.loads(out.read_text())["metrics"]["accuracy"] == 1.0
