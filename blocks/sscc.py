@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -205,14 +206,18 @@ class _LdpcBlock(Block):
         group = self.code.k // math.gcd(self.code.k, info_bits)
         if batch_size % group:
             raise PortError(
-                f"block '{self.id}': packing: batch needs every batch to fill whole codewords: a multiple of "
+                "packing: batch needs every batch to fill whole codewords: a multiple of "
                 f"{group} items ({group} x {info_bits} bits = {group * info_bits // self.code.k} codewords of "
                 f"k = {self.code.k}); got a batch of {batch_size} items (set options.batch_size and "
                 f"options.max_items to multiples of {group})")
 
-    def setup_batches(self, ctx, port: str, per_item: int) -> None:
-        sizes = self.packed_item_bits(port, ctx.input_shapes.get(port, (None,))[0], per_item)
-        for batch_size in ctx.batch_sizes if sizes else ():
+    #: The input port whose items pack into codewords, and which of the code's lengths it carries.
+    _packed_input: ClassVar[tuple[str, str]]
+
+    def check_batch_sizes(self, batch_sizes: tuple[int, ...], input_shapes: dict[str, Shape]) -> None:
+        port, length = self._packed_input
+        sizes = self.packed_item_bits(port, input_shapes.get(port, (None,))[0], getattr(self.code, length))
+        for batch_size in batch_sizes if sizes else ():
             self.check_batch(batch_size, sizes[0])
 
 
@@ -225,6 +230,7 @@ class LdpcEncoder(_LdpcBlock):
     outputs = (Port("bits", "bits", ("N",), "transmitted codeword bits: N = n (packing: none) or the item's "
                                             "share K*n/k of the packed codewords (packing: batch)"),)
     params = _LDPC_PARAMS
+    _packed_input = ("bits", "k")
 
     def propagate_tags(self, input_tags: dict[str, dict], input_shapes: dict[str, Shape]) -> dict[str, dict]:
         out = super().propagate_tags(input_tags, input_shapes)
@@ -239,7 +245,7 @@ class LdpcEncoder(_LdpcBlock):
         return {"bits": (sizes[1] if sizes else self.code.n,)}
 
     def setup(self, ctx) -> None:
-        self.setup_batches(ctx, "bits", self.code.k)
+        self.check_batch_sizes(ctx.batch_sizes, ctx.input_shapes)
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         bits = _as_numpy_uint8_bits(inputs["bits"])
@@ -266,6 +272,7 @@ class LdpcDecoderBlock(_LdpcBlock):
         Param("early_stop", "bool", True, doc="stop a codeword once all checks are satisfied"),
         _PREFIX,
     )
+    _packed_input = ("llr", "n")
 
     def propagate_tags(self, input_tags: dict[str, dict], input_shapes: dict[str, Shape]) -> dict[str, dict]:
         out = super().propagate_tags(input_tags, input_shapes)
@@ -284,7 +291,7 @@ class LdpcDecoderBlock(_LdpcBlock):
         return {"bits": (sizes[0] if sizes else self.code.k,), "ok": ()}
 
     def setup(self, ctx) -> None:
-        self.setup_batches(ctx, "llr", self.code.n)
+        self.check_batch_sizes(ctx.batch_sizes, ctx.input_shapes)
         self._decoder = ldpc_codes.LdpcDecoder(self.code, self.p.num_iter, self.p.algorithm, self.p.schedule,
                                     self.p.early_stop)
         self._codewords = self._failures = self._iterations = self._items = self._failed_items = 0

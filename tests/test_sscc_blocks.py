@@ -176,9 +176,11 @@ def test_packing_refuses_batches_that_do_not_fill_whole_codewords():
         encoder.process_host({"bits": torch.zeros(100, 192, dtype=torch.uint8)}, ctx(100))
     with pytest.raises(PortError, match="multiple of 243 items"):
         decoder.process_host({"llr": torch.zeros(100, 256)}, ctx(100))
-    # In a flowgraph the check runs before the first batch: 250 items end with a batch of 7.
-    with pytest.raises(PortError, match="got a batch of 7 items"):
-        run_flowgraph(load_flowgraph(PACKED_AWGN, ["options.max_items=250", "options.device=cpu"]))
+    # In a flowgraph validation refuses it: 250 items end with a batch of 7.
+    with pytest.raises(FlowgraphError) as info:
+        load_flowgraph(PACKED_AWGN, ["options.max_items=250", "options.device=cpu"])
+    assert [e.split(": ", 1)[1][:12] for e in info.value.errors] == ["block 'cenc'", "block 'cdec'"]
+    assert all("got a batch of 7 items" in e for e in info.value.errors)
 
 
 def test_packing_needs_whole_channel_bits_per_item():

@@ -36,6 +36,7 @@ blocks:
   - {id: scatter, type: constellation_sink, params: {path: PATH/scatter.png, max_items: 5}}
   - {id: llr, type: tensor_sink, params: {path: PATH/llr.npz, max_items: 10}}
   - {id: bits, type: tensor_sink, params: {path: PATH/bits.npz, max_items: 10}}
+  - {id: sink, type: metric_sink, params: {metrics: [ber]}}
 connections:
   - src.bits -> map.bits
   - map.symbols -> ch.x
@@ -44,6 +45,8 @@ connections:
   - ch.y -> scatter.symbols
   - demap.llr -> llr.x
   - src.bits -> bits.x
+  - src.bits -> sink.bits
+  - demap.llr -> sink.llr
 """
 
 
@@ -99,3 +102,10 @@ def test_a_failed_run_leaves_no_file(tmp_path):
     sink.close(completed=False)
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_metric_sink_items_csv_must_be_writable(write_flowgraph, tmp_path):
+    (tmp_path / "items.csv").mkdir()
+    with pytest.raises(FlowgraphError, match=r"block 'sink': parameter 'items_csv': '.*items.csv' is a directory"):
+        load_flowgraph(write_flowgraph(LINK.replace("PATH", str(tmp_path))),
+                       [f"sink.items_csv={tmp_path / 'items.csv'}"])

@@ -180,6 +180,10 @@ class Block:
         """For sources: how many items exist (None = unbounded)."""
         return None
 
+    def check_batch_sizes(self, batch_sizes: tuple[int, ...], input_shapes: dict[str, Shape]) -> None:
+        """Raise PortError if the run's distinct batch sizes do not suit this block (e.g. a block that
+        packs items into whole codewords); called at validation and again by ``setup``."""
+
     def setup(self, ctx: SetupContext) -> None:
         """Prepare for running (load models, build tables). Called once, after validation."""
 

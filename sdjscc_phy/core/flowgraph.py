@@ -89,6 +89,19 @@ class Flowgraph:
         return [b for b in self.blocks.values() if not type(b).inputs]
 
 
+def count_items(fg: Flowgraph) -> int:
+    """Items the run will process: the smallest source, capped by ``options.max_items``."""
+    counts = [n for n in (s.num_items() for s in fg.sources) if n is not None]
+    if fg.options.max_items is not None:
+        counts.append(fg.options.max_items)
+    return min(counts)
+
+
+def batch_sizes(total: int, batch_size: int) -> tuple[int, ...]:
+    """The distinct sizes of the batches that cut ``total`` items into ``batch_size`` (the last may be short)."""
+    return tuple(sorted({min(batch_size, total), total % batch_size} - {0}))
+
+
 #: A flowgraph as ``load_flowgraph`` takes it: a file path, YAML text, or an already parsed mapping.
 FlowgraphSource = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 #: Overrides: ``KEY=VALUE`` strings as on the command line (VALUE parsed as YAML), or a mapping
@@ -157,6 +170,8 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
             fg.blocks = {block_id: blocks[block_id] for block_id in order}
             _infer_shapes(fg, block_lines, errors)
             _check_sources(fg, block_lines, errors)
+    if not errors.lines:
+        _check_batches(fg, block_lines, errors)
     if errors.lines:
         raise FlowgraphError(errors.lines)
     return fg
@@ -386,6 +401,16 @@ def _infer_shapes(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> N
         for port in cls.outputs:
             fg.output_shapes[(block_id, port.name)] = tuple(out_shapes[port.name])
             fg.output_tags[(block_id, port.name)] = out_tags.get(port.name, {})
+
+
+def _check_batches(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> None:
+    """Blocks that need whole groups of items per batch refuse the run's batch sizes now, not mid-run."""
+    sizes = batch_sizes(count_items(fg), fg.options.batch_size)
+    for block_id, block in fg.blocks.items():
+        try:
+            block.check_batch_sizes(sizes, fg.input_shapes.get(block_id, {}))
+        except JsccflowError as err:
+            errors.add(f"block '{block_id}': {err}", lines.get(block_id))
 
 
 def _check_sources(fg: Flowgraph, lines: dict[str, int], errors: ErrorLines) -> None:

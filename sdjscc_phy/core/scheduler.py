@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block, SetupContext, derive_key
 from sdjscc_phy.core.devices import device_problem
-from sdjscc_phy.core.flowgraph import Flowgraph
+from sdjscc_phy.core.flowgraph import Flowgraph, batch_sizes, count_items
 from sdjscc_phy.core.ports import format_shape, tensor_dtypes
 from sdjscc_phy.errors import JsccflowError, PortError
 from sdjscc_phy.lazy import lazy_import, require
@@ -62,14 +62,6 @@ def resolve_device(name: str, where: str = "options: parameter 'device'") -> tor
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def count_items(fg: Flowgraph) -> int:
-    """Items the run will process: the smallest source, capped by ``options.max_items``."""
-    counts = [n for n in (s.num_items() for s in fg.sources) if n is not None]
-    if fg.options.max_items is not None:
-        counts.append(fg.options.max_items)
-    return min(counts)
 
 
 class Scheduler:
@@ -166,7 +158,7 @@ def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
     grad_mode = torch.inference_mode() if fg.options.path == "host" else contextlib.nullcontext()
     with grad_mode:
         try:
-            scheduler.setup(tuple(sorted({min(batch_size, total), total % batch_size} - {0})))
+            scheduler.setup(batch_sizes(total, batch_size))
             with tqdm(total=total, unit="item", disable=not progress, desc=fg.options.id or "run") as bar:
                 for batch_index, start in enumerate(range(0, total, batch_size)):
                     size = min(batch_size, total - start)

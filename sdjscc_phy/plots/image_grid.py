@@ -77,7 +77,7 @@ def _classes_in_turn(labels: list[int], count: int) -> list[int]:
 
 
 def _count(fg) -> int:
-    from sdjscc_phy.core.scheduler import count_items
+    from sdjscc_phy.core.flowgraph import count_items
 
     return count_items(fg)
 
