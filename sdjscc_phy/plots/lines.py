@@ -75,6 +75,14 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
     xs_all = [r[x] for group in lines.values() for r in group]
     if log_x is None:
         log_x = min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 100
+    if log_y is None:
+        log_y = base_metric(y) in LOG_Y or any(base_metric(y).endswith("_" + m) for m in LOG_Y)
+    dropped = 0
+    if log_y:  # a measured 0 (no errors in the run) has no place on a log axis: leave it out, and say so
+        for label, group in lines.items():
+            kept = [r for r in group if r[y] > 0]
+            dropped += len(group) - len(kept)
+            lines[label] = kept
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for label, group in lines.items():
         group.sort(key=lambda r: r[x])
@@ -85,10 +93,12 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
                     label=", ".join(str((labels or {}).get(str(v), v)) for v in label))
     if log_x:
         ax.set_xscale("log")
-    if log_y is None:
-        log_y = base_metric(y) in LOG_Y or any(base_metric(y).endswith("_" + m) for m in LOG_Y)
     if log_y:
-        ax.set_yscale("log")
+        # Error bars reaching 0 run off the bottom instead of stretching the axis to 1e-300.
+        ax.set_yscale("log", nonpositive="clip")
+        positive = [scale * r[y] for group in lines.values() for r in group]
+        if positive:
+            ax.set_ylim(bottom=min(positive) / 10)
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))
     if title:
@@ -96,7 +106,10 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
     ax.grid(True, alpha=0.3)
     # Beside the axes, never over the curves; the figure grows to hold it (bbox_inches="tight").
     ax.legend(title=", ".join(by), fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    ax.annotate("error bars: ±1 standard error", xy=(1.0, -0.14), xycoords="axes fraction", ha="right", va="top",
+    note = "error bars: ±1 standard error"
+    if dropped:
+        note += f"; {dropped} point{'s' if dropped > 1 else ''} at 0 not drawn"
+    ax.annotate(note, xy=(1.0, -0.14), xycoords="axes fraction", ha="right", va="top",
                 fontsize="x-small", alpha=0.7)
     fig.tight_layout()
     paths = []
