@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core import tags
+from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port
 from sdjscc_phy.errors import ParameterError

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from sdjscc_phy.core import tags
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
-from sdjscc_phy.core import tags
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import ParameterError
 from sdjscc_phy.lazy import lazy_import

@@ -11,15 +11,18 @@ import glob
 import io
 import os
 
-import numpy as np
-import torch
-
-from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core import tags
+from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import ANY_DTYPE, ANY_SHAPE, Port, Shape
 from sdjscc_phy.io.results import output_path_problems, write_bytes_atomic
-from sdjscc_phy.kernels import mapping
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.phy.choices import CONSTELLATIONS
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
+mapping = lazy_import("sdjscc_phy.kernels.mapping")
+image = lazy_import("PIL.Image")
 
 _OVERWRITE = Param("overwrite", "bool", False, doc="replace existing output files")
 
@@ -89,12 +92,10 @@ class ImageSink(_Tap):
     def write(self, kept: dict[str, torch.Tensor]) -> None:
         images = kept["image"].float().clamp(0, 1)
         if self.p.mode == "files":
-            from PIL import Image
-
             pixels = images.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
             for index, array in enumerate(pixels):
                 buffer = io.BytesIO()
-                Image.fromarray(array).save(buffer, format="PNG")
+                image.fromarray(array).save(buffer, format="PNG")
                 write_bytes_atomic(os.path.join(self.p.path, f"item_{index:05d}.png"), buffer.getvalue())
             return
         from sdjscc_phy.plots.image_grid import labelled_grid_png
@@ -125,7 +126,7 @@ class ConstellationSink(_Tap):
     inputs = (Port("symbols", "complex64", ("S",), "complex baseband symbols (e.g. the channel's y)"),)
     params = (
         Param("path", "path", doc="PNG file"),
-        Param("constellation", "str", "auto", choices=("auto", "none", *mapping.CONSTELLATIONS),
+        Param("constellation", "str", "auto", choices=("auto", "none", *CONSTELLATIONS),
               doc="reference points; auto: the symbol_mapper's upstream, none: no reference"),
         _max_items(64),
         Param("title", "str", "", doc="figure title"),
@@ -142,7 +143,7 @@ class ConstellationSink(_Tap):
         from sdjscc_phy.plots.constellation import constellation_png
 
         name = self._mapped if self.p.constellation == "auto" else self.p.constellation
-        reference = mapping.constellation(mapping.CONSTELLATIONS[name]) if name not in (None, "none") else None
+        reference = mapping.constellation(CONSTELLATIONS[name]) if name not in (None, "none") else None
         png = constellation_png(kept["symbols"].numpy(), reference, self.p.title)
         write_bytes_atomic(self.p.path, png)
 
