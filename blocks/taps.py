@@ -15,7 +15,9 @@ from sdjscc_phy.core import tags
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import ANY_DTYPE, ANY_SHAPE, Port, Shape
-from sdjscc_phy.io.results import output_path_problems, write_bytes_atomic
+from sdjscc_phy.errors import JsccflowError
+from sdjscc_phy.io.paths import check_output_file, check_output_folder
+from sdjscc_phy.io.results import write_bytes_atomic
 from sdjscc_phy.lazy import lazy_import
 from sdjscc_phy.phy.choices import CONSTELLATIONS
 
@@ -34,11 +36,16 @@ def _max_items(default: int) -> Param:
 class _Tap(Block):
     """Keeps the first ``max_items`` items of every connected input; ``write`` gets them at the end."""
 
-    path_kind = "file"
-
     def check_params(self) -> list[str]:
-        return [f"parameter 'path': {problem}" for problem in
-                output_path_problems(self.p.path, self.p.overwrite, self.path_kind)]
+        try:
+            self.check_output()
+        except JsccflowError as err:
+            return [f"parameter 'path': {err}"]
+        return []
+
+    def check_output(self) -> None:
+        """Raise JsccflowError unless ``path`` can take this tap's output (see ``sdjscc_phy.io.paths``)."""
+        check_output_file(self.p.path, "path", force=self.p.overwrite, force_hint="set overwrite: true")
 
     def setup(self, ctx) -> None:
         self._kept: dict[str, list[torch.Tensor]] = {}
@@ -79,15 +86,15 @@ class ImageSink(_Tap):
         _OVERWRITE,
     )
 
-    def check_params(self) -> list[str]:
-        self.path_kind = "file" if self.p.mode == "grid" else "directory"
-        problems = super().check_params()
-        if self.p.mode == "files" and not problems and not self.p.overwrite:
-            existing = glob.glob(os.path.join(glob.escape(self.p.path), "item_*.png"))
-            if existing:
-                problems.append(f"parameter 'path': '{self.p.path}' already holds item_*.png files "
-                                f"({len(existing)}); set overwrite: true to replace them")
-        return problems
+    def check_output(self) -> None:
+        if self.p.mode == "grid":
+            super().check_output()
+            return
+        check_output_folder(self.p.path, "path")
+        existing = glob.glob(os.path.join(glob.escape(self.p.path), "item_*.png"))
+        if existing and not self.p.overwrite:
+            raise JsccflowError(f"path '{self.p.path}' already holds item_*.png files ({len(existing)}); "
+                                f"set overwrite: true to replace them")
 
     def write(self, kept: dict[str, torch.Tensor]) -> None:
         images = kept["image"].float().clamp(0, 1)

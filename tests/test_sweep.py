@@ -186,7 +186,6 @@ def test_sweep_file_errors_are_one_line_each_with_file_and_line_and_exit_2(write
             sett: {{}}
           b:
             flowgraph: nowhere.yaml
-            label: [B]
           c:
             flowgraph: {BER_FLOWGRAPH}
             set: {{map.constelation: qpsk}}
@@ -201,9 +200,19 @@ def test_sweep_file_errors_are_one_line_each_with_file_and_line_and_exit_2(write
     assert f"{path}:2: unknown top-level key 'colour'" in text
     assert f"{path}:6: method 'a': unknown key 'sett'" in text
     assert f"{path}:8: method 'b': flowgraph 'nowhere.yaml' does not exist" in text
-    assert f"{path}:9: method 'b': 'label' must be a non-empty string" in text
-    assert f"{path}:15: grid.zip: lists must have equal lengths" in text
+    assert f"{path}:14: grid.zip: lists must have equal lengths" in text
     assert "Traceback" not in text and not (tmp_path / "out").exists()
+
+
+def test_a_method_label_must_be_text(write_sweep, tmp_path, capsys):
+    path = write_sweep(f"""\
+        methods:
+          a:
+            flowgraph: {BER_FLOWGRAPH}
+            label: [A]
+        """)
+    assert main(["sweep", path, "--dry-run"]) == 2
+    assert f"{path}:4: method 'a': key 'label': must be a str" in capsys.readouterr().err
 
 
 def test_every_point_is_validated_with_its_overrides_before_any_runs(write_sweep, tmp_path, capsys):

@@ -100,7 +100,7 @@ grid:
     # Without per-item rows the units are the noise seeds both methods ran.
     for path in (tmp_path / "out" / "items").iterdir():
         path.unlink()
-    assert main(["table", str(results), "--y", "ber", "--versus", "qpsk", "--paired", "-o", str(out)]) == 0
+    assert main(["table", str(results), "--y", "ber", "--versus", "qpsk", "--paired", "-o", str(out), "--force"]) == 0
     by_seed = [a["ber"] - b["ber"] for a in rows for b in rows
                if a["method"] == "qam16" and b["method"] == "qpsk" and a["seed"] == b["seed"]]
     diff = {(r["method"], r["snr_db"]): r for r in csv_module.DictReader(open(out))}[("qam16 − qpsk", "6")]

@@ -89,8 +89,8 @@ def test_existing_outputs_are_refused_before_the_run(write_flowgraph, tmp_path):
     with pytest.raises(FlowgraphError) as info:
         load_flowgraph(write_flowgraph(LINK.replace("PATH", str(tmp_path))))
     errors = "\n".join(info.value.errors)
-    assert f"block 'llr': parameter 'path': '{tmp_path}/llr.npz' already exists; set overwrite: true" in errors
-    assert f"block 'scatter': parameter 'path': '{tmp_path}/scatter.png' is a directory" in errors
+    assert f"block 'llr': parameter 'path': path '{tmp_path}/llr.npz' already exists; set overwrite: true" in errors
+    assert f"block 'scatter': parameter 'path': path '{tmp_path}/scatter.png' is a folder" in errors
     assert (tmp_path / "llr.npz").read_bytes() == b"keep"
 
 
@@ -103,9 +103,3 @@ def test_a_failed_run_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-
-def test_metric_sink_items_csv_must_be_writable(write_flowgraph, tmp_path):
-    (tmp_path / "items.csv").mkdir()
-    with pytest.raises(FlowgraphError, match=r"block 'sink': parameter 'items_csv': '.*items.csv' is a directory"):
-        load_flowgraph(write_flowgraph(LINK.replace("PATH", str(tmp_path))),
-                       [f"sink.items_csv={tmp_path / 'items.csv'}"])

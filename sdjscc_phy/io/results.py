@@ -32,25 +32,6 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def output_path_problems(path: str, overwrite: bool, kind: str = "file") -> list[str]:
-    """Why ``path`` cannot receive a new output ``kind`` (``file`` or ``directory``), checked before a run:
-    it exists and ``overwrite`` is off, it exists as the other kind, or its nearest existing parent is
-    not a writable directory. Missing parent directories are fine (the writer creates them)."""
-    if os.path.lexists(path):
-        if kind == "file" and os.path.isdir(path):
-            return [f"'{path}' is a directory; give a file name"]
-        if kind == "directory" and not os.path.isdir(path):
-            return [f"'{path}' is a file; give a directory"]
-        if kind == "file" and not overwrite:
-            return [f"'{path}' already exists; set overwrite: true to replace it"]
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        return [f"'{path}': cannot write into '{parent}'"]
-    return []
-
-
 def write_json_atomic(path: str, payload: Any) -> None:
     """Write ``payload`` as indented JSON (non-finite floats become null)."""
     text = json.dumps(_finite(payload), indent=2, sort_keys=False) + "\n"

@@ -322,8 +322,9 @@ def _run_locked(sweep: Sweep, jobs: int, executor: str, scheduler: str | None, p
                   disable=not progress, dynamic_ncols=True) as bar:
             futures, finished = {}, len(sweep.points) - len(pending)
             for point in pending:
-                items = [f"{sink}.items_csv={path}" for sink, path in item_files(point, sweep.output).items()
-                         if sweep.items]
+                # A rerun point (its record was stale) replaces its per-item rows.
+                items = [f"{sink}.{param}" for sink, path in item_files(point, sweep.output).items() if sweep.items
+                         for param in (f"items_csv={path}", "overwrite=true")]
                 future = pool.submit(run_point, point.flowgraph, [*point_overrides(point, plans), *items], threads)
                 futures[future] = point
             for future in pool.as_completed(list(futures)):
