@@ -73,14 +73,16 @@ def validate(flowgraph: str, overrides: tuple[str, ...]) -> None:
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), metavar="FILE.svg|FILE.png",
               help="Where to draw it; the suffix picks SVG or PNG.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-def graph(flowgraph: str, output: str, overrides: tuple[str, ...]) -> None:
+@force_option
+def graph(flowgraph: str, output: str, overrides: tuple[str, ...], force: bool) -> None:
     """Draw FLOWGRAPH as SVG or PNG.
 
     Blocks with their ports (dtype, validated item shape) and the connections, laid out left to right.
     """
     from sdjscc_phy.plots.flowgraph import draw_flowgraph, drawing_format  # matplotlib: only this command needs it
 
-    drawing_format(output)  # refuse a wrong suffix before loading (which may load models)
+    drawing_format(output)  # refuse a wrong suffix or an existing file before loading (which may load models)
+    check_output_file(output, "--output", force=force)
     fg = load_flowgraph(flowgraph, overrides)
     draw_flowgraph(fg, output)
     click.echo(f"{flowgraph}: {len(fg.blocks)} blocks, {len(fg.connections)} connections -> {output}")

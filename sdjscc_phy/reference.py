@@ -23,7 +23,7 @@ def describe_blocks(classes: Iterable[type[Block]]) -> list[dict]:
         out.append({
             "type": cls.type_name,
             "doc": cls.doc(),
-            "description": inspect.getdoc(cls) or "",
+            "description": cls.description(),
             "paths": list(cls.available_paths()),
             "inputs": [{"name": p.name, "dtype": p.dtype, "shape": format_shape(p.shape), "optional": p.optional,
                         "doc": p.doc} for p in cls.inputs],
@@ -62,8 +62,7 @@ def blocks_markdown(described: list[dict]) -> str:
         "| block | what it does | paths |",
         "|---|---|---|",
     ]
-    lines += [f"| [`{b['type']}`](#{b['type']}) | {_cell(_summary(b['description']))} | {', '.join(b['paths'])} |"
-              for b in described]
+    lines += [f"| [`{b['type']}`](#{b['type']}) | {_cell(b['doc'])} | {', '.join(b['paths'])} |" for b in described]
     for block in described:
         lines += ["", f"## {block['type']}", "", block["description"], ""]
         if block["inputs"]:
@@ -98,7 +97,7 @@ def describe_metrics() -> list[dict]:
             "settings": list(inspect.signature(cls).parameters),
             "unit": cls.unit,
             "higher_is_better": cls.higher_is_better,
-            "description": inspect.getdoc(cls) or "",
+            "description": inspect.cleandoc(cls.__dict__.get("__doc__") or ""),  # not the base class's
         })
     return out
 
@@ -142,11 +141,6 @@ def _yaml_scalar(value) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_yaml_scalar(v) for v in value) + "]"
     return repr(value) if isinstance(value, str) and not value else str(value)
-
-
-def _summary(description: str) -> str:
-    """The first paragraph of a docstring, on one line."""
-    return " ".join(description.split("\n\n")[0].split())
 
 
 def _cell(text: str) -> str:

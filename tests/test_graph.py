@@ -73,3 +73,12 @@ def test_wrong_suffix_or_bad_flowgraph_is_one_error_line_and_writes_nothing(tmp_
     assert main(["graph", bad, "-o", str(svg)]) == 2
     assert "did you mean 'bit_source'" in capsys.readouterr().err
     assert not out.exists() and not svg.exists()
+
+
+def test_an_existing_drawing_is_replaced_only_with_force(tmp_path, capsys):
+    out = tmp_path / "fg.svg"
+    out.write_text("keep me")
+    assert main(["graph", BER, "-o", str(out)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err and out.read_text() == "keep me"
+    assert main(["graph", BER, "-o", str(out), "--force"]) == 0
+    assert out.read_text().startswith("<?xml")

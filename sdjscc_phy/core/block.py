@@ -9,6 +9,7 @@ one output may feed several inputs (fan-out).
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -120,8 +121,13 @@ class Block:
     # -- declaration helpers -------------------------------------------------------------------
     @classmethod
     def doc(cls) -> str:
-        """First line of the class docstring."""
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        """The first paragraph of the class docstring, on one line (a summary may wrap in the source)."""
+        return " ".join(cls.description().split("\n\n")[0].split())
+
+    @classmethod
+    def description(cls) -> str:
+        """The class's own docstring, dedented ('' if it has none: Block's is not inherited)."""
+        return inspect.cleandoc(cls.__dict__.get("__doc__") or "")
 
     @classmethod
     def input_port(cls, name: str) -> Port | None:

@@ -1,7 +1,7 @@
 """Multi-task JSCC (Lyu, Zhu, Xu, Ai, Cui, arXiv 2304.02317): image recovery and classification from one
 transmitted code, with an optional SNR-driven gate that prunes code channels.
 
-Only the paper's abstract was at hand; the design choices made here (also in README, "Multi-task JSCC"):
+Only the paper's abstract was at hand; the design choices made here (also in docs/methods.md, "Multi-task JSCC and CL-JSCC"):
 
 - **Codec.** The SD-JSCC/deep-JSCC encoder and decoder (:mod:`sdjscc_phy.models.jscc`, width 64) and the
   same link: binarized code (eq. 14 of SD-JSCC, straight-through), Gray 16-QAM, AWGN/Rayleigh, soft
