@@ -14,6 +14,7 @@ from sdjscc_phy.core.block import Block
 from sdjscc_phy.core.flowgraph import OPTIONS
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import format_shape
+from sdjscc_phy.units import PERCENT_METRICS
 
 
 def describe_blocks(classes: Iterable[type[Block]]) -> list[dict]:
@@ -113,6 +114,9 @@ def metrics_markdown(described: list[dict]) -> str:
         "metrics it computes in its `metrics` parameter, by name or as `{name: {setting: value}}`; it needs the",
         "input ports each metric names (`a|b`: either one). Definitions of SNR, PSNR, SSIM and the standard",
         "errors: [conventions](conventions.md).",
+        "",
+        "Result files (`run --output`, a sweep's `results.csv`) hold values in the units below; `jsccflow run`,",
+        f"`table` and `plot` show {', '.join(f'`{m}`' for m in PERCENT_METRICS)} in percent.",
         "",
         "| metric | results | unit | better | inputs | settings |",
         "|---|---|---|---|---|---|",
