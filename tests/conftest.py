@@ -57,9 +57,10 @@ BLOCKS = [Gain, Counter]
 '''
 
 
-def write_plugin(root: Path, name: str = "jsccflow_test_plugin", entry: str = "BLOCKS") -> None:
+def write_plugin(root: Path, name: str = "jsccflow_test_plugin", entry: str = "BLOCKS",
+                 module: str = PLUGIN_MODULE) -> None:
     """Write an importable module plus a ``*.dist-info`` declaring it in the jsccflow.blocks group."""
-    (root / f"{name}.py").write_text(PLUGIN_MODULE)
+    (root / f"{name}.py").write_text(module)
     dist = root / f"{name}-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")

@@ -1,7 +1,8 @@
 """The SD-JSCC / deep-JSCC codec (paper Sec. III-C, Fig. 3).
 
 Encoder: strided convolutions and residual blocks, then a sigmoid head whose outputs ``e`` in [0, 1]
-are binarized (eq. 14). Decoder: convolutions, residual blocks and upsampling from the soft bits the
+are binarized (eq. 14); an *analog* codec (deep JSCC of Bourtsoulatze et al. 2019) has a linear head
+instead, whose outputs a power normaliser turns into complex channel symbols. Decoder: convolutions, residual blocks and upsampling from the soft bits the
 demapper delivers (P(b = 1), in [0, 1]) back to an image in [0, 1]. The encoder downsamples by 4, so
 any image whose sides are divisible by 4 works (CIFAR 32x32, STL 96x96); the code has
 ``code_channels`` x H/4 x W/4 bits, i.e. ``bpp = code_channels / 16`` bits per pixel.
@@ -40,12 +41,16 @@ class JsccConfig:
     ``logit_scale``: the encoder's sigmoid reads ``logit_scale`` x its last convolution. The bits
     (e > 0.5) depend only on the sign, so the scale changes training, not the code: below 1 it keeps
     outputs off the sigmoid's flat tails, where the straight-through gradient no longer reaches the encoder.
+
+    ``analog``: linear encoder head (real values, no binarizer) and a decoder that reads the received
+    real values as they are (a digital decoder reads 2 P(b=1) - 1).
     """
 
     code_channels: int = 4
     width: int = 64
     num_res_blocks: int = 1
     logit_scale: float = 1.0
+    analog: bool = False
 
     def __post_init__(self):
         scale = self.logit_scale
@@ -93,6 +98,7 @@ class JsccEncoder(nn.Module):
         super().__init__()
         w, r = config.width, config.num_res_blocks
         self.logit_scale = config.logit_scale
+        self.analog = config.analog
         self.net = nn.Sequential(
             nn.Conv2d(3, w // 2, 5, stride=2, padding=2), nn.PReLU(w // 2), *_res_stack(w // 2, r),
             nn.Conv2d(w // 2, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
@@ -100,7 +106,8 @@ class JsccEncoder(nn.Module):
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logit_scale * self.net(image * 2.0 - 1.0)).flatten(1)
+        logits = self.net(image * 2.0 - 1.0).flatten(1)
+        return logits if self.analog else torch.sigmoid(self.logit_scale * logits)
 
 
 class JsccDecoder(nn.Module):
@@ -110,6 +117,7 @@ class JsccDecoder(nn.Module):
         super().__init__()
         w, r = config.width, config.num_res_blocks
         self.code_channels = config.code_channels
+        self.analog = config.analog
         self.net = nn.Sequential(
             nn.Conv2d(config.code_channels, w, 3, padding=1), nn.PReLU(w), *_res_stack(w, r),
             *_upsample(w, w // 2), *_res_stack(w // 2, r),
@@ -119,7 +127,7 @@ class JsccDecoder(nn.Module):
 
     def forward(self, soft_bits: torch.Tensor, height: int, width: int) -> torch.Tensor:
         grid = soft_bits.reshape(-1, self.code_channels, height // DOWNSAMPLING, width // DOWNSAMPLING)
-        return torch.sigmoid(self.net(grid * 2.0 - 1.0))
+        return torch.sigmoid(self.net(grid if self.analog else grid * 2.0 - 1.0))
 
 
 class JsccCodec(nn.Module):
@@ -139,24 +147,23 @@ EXPORT_FORMAT = "jsccflow-jscc"
 EXPORT_VERSION = 1
 
 
-def export_codec(codec: JsccCodec, path: str | Path, link: dict, metadata: dict) -> None:
-    """Write the inference checkpoint: fp16 weights, codec config, the training link and ``metadata``."""
+def export_codec(codec: JsccCodec, path: str | Path, metadata: dict) -> None:
+    """Write the inference checkpoint: fp16 weights, codec config and ``metadata`` (metrics, the training
+    recipe stage with its flowgraph, code version)."""
     from sdjscc_phy.training.checkpoint import atomic_torch_save  # training imports this module
 
     state = {k: v.cpu().half() if v.is_floating_point() else v.cpu() for k, v in codec.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": codec.config_dict(),
-               "link": dict(link), "state_dict": state, **metadata}
+               "state_dict": state, **metadata}
     atomic_torch_save(payload, path)
 
 
 def load_codec(name_or_path: str, map_location: str | torch.device = "cpu") -> JsccCodec:
     """Load an exported codec (shipped name or path) in eval mode with fp32 weights.
 
-    The checkpoint's training link and metadata are attached as ``codec.link`` / ``codec.metadata``.
+    The checkpoint's metadata is attached as ``codec.metadata``.
     """
     codec, info = load_export(name_or_path, EXPORT_FORMAT, "codec",
-                              lambda payload: JsccCodec(JsccConfig(**payload["config"])), map_location,
-                              fields={"link": dict})
-    codec.link = dict(info.get("link", {}))
+                              lambda payload: JsccCodec(JsccConfig(**payload["config"])), map_location)
     codec.metadata = info
     return codec
