@@ -67,16 +67,21 @@ def write_plugin(root: Path, name: str = "jsccflow_test_plugin", entry: str = "B
     (dist / "entry_points.txt").write_text(f"[jsccflow.blocks]\n{name} = {name}:{entry}\n")
 
 
-@pytest.fixture
-def plugin(tmp_path_factory, monkeypatch):
-    """Install the test plugin for this test (sys.path + registry reload); returns its directory."""
-    root = tmp_path_factory.mktemp("plugin")
-    write_plugin(root)
+def installed_plugin(tmp_path_factory, monkeypatch, name: str = "jsccflow_test_plugin", module: str = PLUGIN_MODULE):
+    """Install a plugin for one test (sys.path + registry reload), yield its directory, then remove it."""
+    root = tmp_path_factory.mktemp(name)
+    write_plugin(root, name, module=module)
     monkeypatch.syspath_prepend(str(root))
     reload_registry()
     yield root
-    sys.modules.pop("jsccflow_test_plugin", None)
+    sys.modules.pop(name, None)
     reload_registry()
+
+
+@pytest.fixture
+def plugin(tmp_path_factory, monkeypatch):
+    """Install the test plugin for this test; returns its directory."""
+    yield from installed_plugin(tmp_path_factory, monkeypatch)
 
 
 @pytest.fixture

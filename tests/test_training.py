@@ -338,3 +338,12 @@ def test_override_of_an_aliased_section_changes_one_stage_only(tmp_path):
     )
     loaded = load_recipe(recipe, ["stages.b.variables.label_smoothing=0.3"], check_flowgraphs=False)
     assert [s["variables"]["label_smoothing"] for s in loaded["stages"]] == [0.1, 0.3]
+
+
+def test_docs_describe_every_declared_recipe_key():
+    from sdjscc_phy.training.recipe import RECIPE_KEYS, STAGE_KEYS, VALIDATION_KEYS
+
+    text = (REPO / "docs" / "training.md").read_text()
+    missing = [p.name for p in RECIPE_KEYS + STAGE_KEYS if f"| `{p.name}` |" not in text]
+    missing += [p.name for p in VALIDATION_KEYS if f"`{p.name}`" not in text]
+    assert not missing, f"docs/training.md does not describe recipe keys {missing}"

@@ -5,7 +5,6 @@ fast-Rayleigh 64-QAM SD-JSCC recipe."""
 from __future__ import annotations
 
 import math
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,12 +13,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_image_folder, write_plugin
+from conftest import installed_plugin, make_image_folder
 from sdjscc_phy.blocks.analog import normalise_power, to_complex, to_real
 from sdjscc_phy.core.block import BatchContext, SetupContext
 from sdjscc_phy.core.flowgraph import load_flowgraph
 from sdjscc_phy.core.loss import LossBlock
-from sdjscc_phy.core.registry import registry, reload_registry
+from sdjscc_phy.core.registry import registry
 from sdjscc_phy.core.scheduler import run_flowgraph
 from sdjscc_phy.errors import RecipeError
 from sdjscc_phy.training import Trainer, load_recipe
@@ -69,13 +68,7 @@ BLOCKS = [PhaseNoise, HardLimiter]
 
 @pytest.fixture
 def phase_noise_plugin(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.mktemp("phase_noise_plugin")
-    write_plugin(root, "jsccflow_phase_noise", module=PHASE_NOISE_PLUGIN)
-    monkeypatch.syspath_prepend(str(root))
-    reload_registry()
-    yield root
-    sys.modules.pop("jsccflow_phase_noise", None)
-    reload_registry()
+    yield from installed_plugin(tmp_path_factory, monkeypatch, "jsccflow_phase_noise", PHASE_NOISE_PLUGIN)
 
 
 @pytest.fixture
