@@ -38,7 +38,7 @@ from sdjscc_phy.core.params import REQUIRED, Param, resolve_params
 from sdjscc_phy.core.yaml_lines import ErrorLines, brief, load_yaml_with_lines, parse_assignment, plain, source_line
 from sdjscc_phy.errors import FlowgraphError, JsccflowError, ParameterError, RecipeError
 from sdjscc_phy.io.paths import is_file, name_problem
-from sdjscc_phy.training.optim import OPTIMIZERS, clip_grad_norm, schedule_factor
+from sdjscc_phy.training.optim import OPTIMIZERS, SCHEDULES, clip_grad_norm, schedule_factor
 
 RECIPE_KEYS: tuple[Param, ...] = (
     Param("seed", "int", 0, low=0, high=2**62 - 1, doc="stage i trains with seed + i: data order, noise, initialisation"),
@@ -229,7 +229,7 @@ def _check_optimisation(stage: dict, where: str, given: dict, errors: ErrorLines
     optimizer = stage["optimizer"]
     if isinstance(optimizer, dict):
         name = optimizer.get("name")
-        if name not in OPTIMIZERS:
+        if not isinstance(name, str) or name not in OPTIMIZERS:
             errors.add(f"{where}key 'optimizer': name must be a torch.optim optimiser (e.g. SGD, AdamW); "
                        f"got {name!r}", source_line(given, "optimizer"))
         else:
@@ -241,7 +241,10 @@ def _check_optimisation(stage: dict, where: str, given: dict, errors: ErrorLines
             clip_grad_norm(optimizer, where.rstrip(": "))
         except RecipeError as err:
             errors.add(str(err), source_line(given, "optimizer"))
-    if isinstance(stage["schedule"], dict):
+    if isinstance(stage["schedule"], dict) and not isinstance(stage["schedule"].get("kind"), str):
+        errors.add(f"{where}key 'schedule': kind must be one of {tuple(SCHEDULES)}; got {stage['schedule'].get('kind')!r}",
+                   source_line(given, "schedule"))
+    elif isinstance(stage["schedule"], dict):
         try:
             schedule_factor(stage["schedule"], where.rstrip(": "))
         except RecipeError as err:
