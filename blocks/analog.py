@@ -7,11 +7,12 @@ symbols have average energy 1 (Es = 1, so ``snr_db`` keeps its meaning, shared/C
 
 from __future__ import annotations
 
-import torch
-
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import PortError
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 
 def to_complex(values: torch.Tensor) -> torch.Tensor:

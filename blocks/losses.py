@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import torch
-import torch.nn.functional as F
-
 from sdjscc_phy.core.block import Batch, BatchContext
 from sdjscc_phy.core.loss import WEIGHT, LossBlock
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import PortError
-from sdjscc_phy.models.classifier import FEATURE_LAYERS, load_classifier
-from sdjscc_phy.training import gsw
-from sdjscc_phy.training.losses import mcr2, nt_xent
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.models import FEATURE_LAYERS, GSW_MODES
+
+torch = lazy_import("torch")
+F = lazy_import("torch.nn.functional")
+classifier = lazy_import("sdjscc_phy.models.classifier")
+gsw = lazy_import("sdjscc_phy.training.gsw")
+losses = lazy_import("sdjscc_phy.training.losses")
 
 _IMAGE = Port("image", "float32", (3, "H", "W"), "original image in [0, 1] (the target)")
 _IMAGE_HAT = Port("image_hat", "float32", (3, "H", "W"), "received image in [0, 1]")
@@ -55,7 +57,7 @@ class _FrozenClassifierLoss(LossBlock):
 
     @cached_property
     def classifier(self):
-        return load_classifier(self.p.classifier).requires_grad_(False)
+        return classifier.load_classifier(self.p.classifier).requires_grad_(False)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         self.bind_inputs(input_shapes)
@@ -80,7 +82,7 @@ class SemanticLoss(_FrozenClassifierLoss):
     params = (
         WEIGHT, _CLASSIFIER,
         Param("layer", "str", "block2", choices=FEATURE_LAYERS, doc="classifier layer whose feature maps are compared"),
-        Param("gsw_mode", "str", "true_class", choices=gsw.GSW_MODES, doc="how W is computed (eq. 9 = paper)"),
+        Param("gsw_mode", "str", "true_class", choices=GSW_MODES, doc="how W is computed (eq. 9 = paper)"),
         Param("tau", "float", 1.0, doc="softmax temperature of eq. 10"),
         Param("r", "float", 1.0, low=0.0, doc="scale of eq. 10"),
         Param("per_batch", "bool", False, doc="weights per image of each batch instead of fitted once"),
@@ -135,7 +137,7 @@ class ContrastiveLoss(_FrozenClassifierLoss):
         with torch.no_grad():
             positives = self.classifier.features(inputs["image"], self.p.layer).amax(dim=(2, 3))
         anchors = self.classifier.features(inputs["image_hat"], self.p.layer).amax(dim=(2, 3))
-        return nt_xent(anchors.float(), positives.float(), self.p.temperature)
+        return losses.nt_xent(anchors.float(), positives.float(), self.p.temperature)
 
 
 class Mcr2Loss(LossBlock):
@@ -146,7 +148,7 @@ class Mcr2Loss(LossBlock):
     params = (WEIGHT, Param("eps", "float", 0.5, low=1e-6, doc="quantisation precision ε of the coding rate"))
 
     def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
-        return -mcr2(inputs["z"].float(), inputs["label"], self.p.eps)["delta_r"]
+        return -losses.mcr2(inputs["z"].float(), inputs["label"], self.p.eps)["delta_r"]
 
 
 class RateLoss(LossBlock):

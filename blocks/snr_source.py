@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 
 class SnrSource(Block):

@@ -59,9 +59,9 @@ def test_two_stages_train_export_and_reload(recipe_path):
 def test_a_stage_that_loads_an_earlier_export_is_checked_when_it_starts(recipe_path):
     """Before stage 1 has run, stage 2's codec does not exist: the recipe validates, and stage 2's own
     mistakes still show."""
-    load_recipe(recipe_path)
+    load_recipe(recipe_path, check_flowgraphs=True)
     with pytest.raises(RecipeError, match="stage 'sem'.*block 'semantic': parameter 'layer': must be one of"):
-        load_recipe(recipe_path, ["stages.sem.variables.layer=bogus"])
+        load_recipe(recipe_path, ["stages.sem.variables.layer=bogus"], check_flowgraphs=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -105,7 +105,7 @@ def test_true_class_gsw_needs_the_labels(recipe_path, tmp_path):
     (tmp_path / "nolabel.yaml").write_text(fg)
     with pytest.raises(RecipeError, match="block 'semantic': input port 'label': gsw_mode 'true_class' needs"):
         load_recipe(recipe_path, [f"stages.sem.flowgraph={tmp_path / 'nolabel.yaml'}",
-                                  "stages.sem.variables.codec=deepjscc_awgn"])
+                                  "stages.sem.variables.codec=deepjscc_awgn"], check_flowgraphs=True)
 
 
 def test_gsw_weights_follow_eq_10_and_the_paper_mode_is_the_class_average():
@@ -169,4 +169,4 @@ def test_logit_scale_is_stored_with_the_codec_and_checked(recipe_path):
     Trainer({**recipe, "stages": recipe["stages"][:1]}, progress=False).run()
     assert load_codec(str(recipe_path.parent / "export" / "mse.pt")).encoder.logit_scale == 0.25
     with pytest.raises(RecipeError, match="block 'enc': parameter 'logit_scale': must be in"):
-        load_recipe(recipe_path, ["stages.mse.set=enc.logit_scale=0"])
+        load_recipe(recipe_path, ["stages.mse.set=enc.logit_scale=0"], check_flowgraphs=True)

@@ -200,7 +200,7 @@ def test_every_recipe_error_is_reported_at_once_with_its_line(recipe_path):
 ])
 def test_training_graph_errors_name_the_block(recipe_path, overrides, message):
     with pytest.raises(RecipeError, match=message) as info:
-        load_recipe(recipe_path, overrides)
+        load_recipe(recipe_path, overrides, check_flowgraphs=True)
     assert not (recipe_path.parent / "runs").exists()
     assert all(line.startswith(str(recipe_path)) for line in str(info.value).splitlines())
 

@@ -130,7 +130,7 @@ def test_a_plugin_flowgraph_trains_through_the_trainer(phase_noise_plugin, image
 def test_a_non_differentiable_block_between_the_trained_blocks_and_the_loss_is_refused(phase_noise_plugin, images):
     path = write_recipe(images, plugin_flowgraph(images, "plugin_hard_limiter"))
     with pytest.raises(RecipeError) as info:
-        load_recipe(path)
+        load_recipe(path, check_flowgraphs=True)
     (line,) = [l for l in str(info.value).splitlines() if "non-differentiable" in l]
     assert line.startswith(f"{path}:") and "plugin_hard_limiter.yaml:" in line
     assert "non-differentiable block 'pn' (plugin_hard_limiter) lies between trained block 'enc' and loss 'mse'" in line
@@ -142,7 +142,7 @@ def test_a_loss_without_a_trained_block_upstream_is_refused(images):
     text += "  - src.image -> still.image\n  - src.image -> still.image_hat\n"
     (images / "extra.yaml").write_text(text)
     with pytest.raises(RecipeError, match="loss 'still' has no trained block upstream \\(train: enc, dec\\)"):
-        load_recipe(write_recipe(images, images / "extra.yaml"))
+        load_recipe(write_recipe(images, images / "extra.yaml"), check_flowgraphs=True)
 
 
 def test_integer_ports_carry_no_gradient(write_flowgraph):

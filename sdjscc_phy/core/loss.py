@@ -9,12 +9,13 @@ Register a plugin loss through the ``jsccflow.blocks`` entry point like any bloc
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHT = Param("weight", "float", 1.0, low=0.0, doc="factor of this loss in the training objective")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from sdjscc_phy.lazy import lazy_import
+
+torch = lazy_import("torch")
+F = lazy_import("torch.nn.functional")
 
 FLIP_MODES = ("none", "random", "alternate")
 

@@ -29,11 +29,6 @@ def code_channels_for_bpp(bpp: float) -> int:
     return int(round(channels))
 
 
-def bpp_for_bandwidth_ratio(bandwidth_ratio: float, num_bits_per_symbol: int) -> float:
-    """bpp equivalent to k/n = complex symbols / (3·H·W) real values: bpp = 3 · k/n · bits/symbol."""
-    return 3.0 * bandwidth_ratio * num_bits_per_symbol
-
-
 @dataclass(frozen=True)
 class JsccConfig:
     """Codec size: ``width`` channels at H/4, ``width // 2`` at H/2 and ``width // 4`` at full resolution.
@@ -56,16 +51,6 @@ class JsccConfig:
         scale = self.logit_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
             raise ParameterError(f"model.logit_scale must be a number > 0; got {scale!r}")
-
-
-def codec_config(model: dict, num_bits_per_symbol: int) -> JsccConfig:
-    """The codec of a recipe's ``model`` section (``bpp`` or ``bandwidth_ratio``, ``width``,
-    ``num_res_blocks``, ``logit_scale``) on a link of ``num_bits_per_symbol``."""
-    bpp = model["bpp"]
-    if model.get("bandwidth_ratio") is not None:  # k/n given instead of bpp (docs/conventions.md)
-        bpp = bpp_for_bandwidth_ratio(model["bandwidth_ratio"], num_bits_per_symbol)
-    return JsccConfig(code_channels_for_bpp(bpp), model["width"], model["num_res_blocks"],
-                      model.get("logit_scale", 1.0))
 
 
 class ResidualBlock(nn.Module):
