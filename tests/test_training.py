@@ -223,7 +223,7 @@ def test_overrides_parse_yaml_address_stages_by_name_or_index_and_append_to_set(
 
 def test_train_command_returns_2_with_one_line_on_user_error(tmp_path, capsys):
     assert jsccflow_main(["train", str(tmp_path / "missing.yaml")]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.yaml'}: cannot read file: No such file or directory"
+    assert capsys.readouterr().err.strip() == f"error: recipe '{tmp_path / 'missing.yaml'}' does not exist"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

@@ -190,7 +190,7 @@ def test_every_torch_path_passes_gradients_or_declares_itself_non_differentiable
     if not cls.differentiable:
         pytest.skip(f"{type_name} declares itself non-differentiable")
     torch.manual_seed(0)
-    block = cls(type_name)
+    block = cls(type_name, **{p.name: None for p in cls.params if p.required and p.nullable})  # fresh models
     inputs = example_inputs(cls)
     shapes = {k: tuple(v.shape[1:]) for k, v in inputs.items()}
     outputs = block.infer_shapes(shapes)

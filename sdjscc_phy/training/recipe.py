@@ -86,10 +86,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
     path = str(path)
     if not is_file(path):
         raise RecipeError(f"recipe '{path}' does not exist")
-    try:
-        raw = load_yaml_with_lines(path)
-    except FlowgraphError as err:  # the YAML loader reports syntax errors with file:line
-        raise RecipeError("\n".join(err.errors)) from None
+    raw = load_yaml_with_lines(path)  # syntax and hostile-text errors name file and line
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping with keys {', '.join(p.name for p in RECIPE_KEYS)}")
     if isinstance(raw.get("stages"), list):  # YAML aliases (&data / *data) share one object between stages:
