@@ -35,6 +35,10 @@ SHIPPED = {
     "cl_awgn": ("cl_cifar10.yaml", "cl", ()),
     "multitask_awgn": ("multitask_cifar10.yaml", "multitask", ()),
     "multitask_gated_awgn": ("multitask_cifar10.yaml", "multitask_gated", ()),
+    # 5 epochs, then a warm restart of 2 epochs at lr 5e-4 from that export (docs/training.md)
+    "deepjscc_analog_awgn": ("deepjscc_analog_cifar10.yaml", "deepjscc_analog", (
+        "stages.0.epochs=2", "stages.0.optimizer={name: Adam, lr: 0.0005}",
+        "stages.0.variables.codec=../sdjscc_phy/checkpoints/deepjscc_analog_awgn.pt")),
 }
 
 # Where the current recipe knowingly differs from how an old checkpoint was trained: (checkpoint, fact) ->
