@@ -106,7 +106,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
             for message in check_stage(recipe, stage, [p for p in pending if not Path(p).exists()]):
                 errors.add(message, stage["lines"].get("train"))
     if errors.lines:
-        raise RecipeError("\n".join(errors.lines))
+        raise RecipeError(errors.lines)
     recipe["path"] = path
     return recipe
 
@@ -202,9 +202,9 @@ def _normalise(raw: dict, base: Path, errors: ErrorLines) -> dict:
         if isinstance(stage["name"], str) and name_problem(stage["name"]):  # it names the stage's folder
             errors.add(f"{where}key 'name' {name_problem(stage['name'])}", source_line(given, "name"))
         stage["validation"] = _resolve(VALIDATION_KEYS, stage["validation"] or {}, f"{where}validation: ", errors)
-        if name in seen:
+        if isinstance(name, str) and name in seen:  # a name of another type is already an error
             errors.add(f"{where}the name is used twice", line)
-        seen.add(name)
+        seen.add(name if isinstance(name, str) else "")
         _check_optimisation(stage, where, given, errors)
         for key in ("flowgraph", "export"):
             stage[key] = resolve_path(stage[key], base)
