@@ -1,8 +1,8 @@
 """Per-step training losses and step times of the first STEPS steps of one recipe stage, and a comparison of
 two such curves (two trainers, or two versions of one, on the same recipe).
 
-    python experiments/trainer_steps.py run recipes/sdjscc_cifar10.yaml deepjscc 500 new.csv [--set KEY=VALUE ...]
-    python experiments/trainer_steps.py compare old.csv new.csv [--window 50]
+    python benchmarks/trainer_steps.py run recipes/sdjscc_cifar10.yaml deepjscc 500 new.csv [--set KEY=VALUE ...]
+    python benchmarks/trainer_steps.py compare old.csv new.csv [--window 50]
 
 ``run`` trains the stage with the recipe's schedule (one thread), stops after STEPS optimiser steps and writes
 one row per step (step, loss, seconds: wall time, cpu_seconds: this process's CPU time, which other processes
