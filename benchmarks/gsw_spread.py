@@ -3,7 +3,7 @@ training images, and for each tau the weights W' = r softmax(tau W) as max/min r
 of maps (exp of the entropy of W'/r; K = uniform, 1 = one map). Reads Fig. 7 (accuracy vs tau).
 
     python benchmarks/gsw_spread.py --tau 1 10 100 1000 10000
-    python benchmarks/gsw_spread.py --set stages.sdjscc.loss.gsw.mode=paper --tau 1 1000
+    python benchmarks/gsw_spread.py --set stages.sdjscc.variables.gsw_mode=paper --tau 1 1000
 
 Prints a table and, as the last line, one JSON object; writes it to --out.
 """
@@ -20,7 +20,7 @@ import torch
 from sdjscc_phy.errors import JsccflowError
 from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.training import gsw, load_recipe
-from sdjscc_phy.training.stages import STAGE_KINDS
+from sdjscc_phy.training.trainer import StageRun
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,21 +47,22 @@ def main() -> None:
     names = [s["name"] for s in recipe["stages"]]
     if args.stage not in names:
         _fail(f"{args.recipe}: no stage '{args.stage}' (stages: {', '.join(names)})")
-    index = names.index(args.stage)
-    config = recipe["stages"][index]
+    config = recipe["stages"][names.index(args.stage)]
     torch.set_num_threads(recipe["num_threads"] or torch.get_num_threads())
-    stage = STAGE_KINDS[config["kind"]](config, recipe["seed"] + index)
-    stage.setup()
-    raw = stage.global_raw_weights()
-    g = config["loss"]["gsw"]
+    stage = StageRun(recipe, config, torch.device("cpu"))
+    semantic = next((b for b in stage.fg.blocks.values() if b.type_name == "semantic_loss"), None)
+    if semantic is None or not semantic.calibration_items():
+        _fail(f"stage '{args.stage}': its flowgraph has no semantic_loss with fitted GSW weights")
+    stage.calibrate()
+    raw, p = semantic.raw_weights, semantic.p
     rows = []
     for tau in args.tau:
-        w = gsw.semantic_weights(raw, tau, g["r"])
+        w = gsw.semantic_weights(raw, tau, p.r)
         rows.append({"tau": tau, "max_over_min": float(w.max() / w.min()), "effective_maps": gsw.effective_maps(w)})
-    report = {"recipe": args.recipe, "stage": args.stage, "layer": config["loss"]["layer"], "mode": g["mode"],
-              "images": g["images"], "maps": raw.numel(), "raw_min": float(raw.min()), "raw_max": float(raw.max()),
+    report = {"recipe": args.recipe, "stage": args.stage, "layer": p.layer, "mode": p.gsw_mode,
+              "images": p.gsw_images, "maps": raw.numel(), "raw_min": float(raw.min()), "raw_max": float(raw.max()),
               "raw_std": float(raw.std()), "weights": rows}
-    print(f"{g['mode']} W on {config['loss']['layer']} ({raw.numel()} maps, {g['images']} images): "
+    print(f"{p.gsw_mode} W on {p.layer} ({raw.numel()} maps, {p.gsw_images} images): "
           f"min {report['raw_min']:.2e}, max {report['raw_max']:.2e}, std {report['raw_std']:.2e}")
     print(f"{'tau':>8} {'max/min W':>12} {'effective maps':>15}")
     for row in rows:

@@ -1,5 +1,9 @@
 """AWGN and flat Rayleigh channels at ``snr_db`` = Es/N0 per complex symbol (Es = 1, N0 = 10^(-snr_db/10)),
-or at ``ebno_db`` = Eb/N0 per information bit."""
+or at ``ebno_db`` = Eb/N0 per information bit.
+
+The SNR is a signal: a connected ``snr_db`` input port gives each item its own SNR (e.g. from an
+``snr_source``); the parameters are the value when the port is not connected.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ _SNR_PARAMS = (
 )
 _X = Port("x", "complex64", ("S",), "transmitted symbols, Es = 1")
 _Y = Port("y", "complex64", ("S",), "received symbols")
-_NO = Port("no", "float32", ("S",), "noise variance per complex symbol seen by the demapper (N0, or N0/|h|^2 with CSI)")
+_NO = Port("no", "float32", ("S",), "noise variance per complex symbol seen by the demapper (N0, or N0/|h|^2 with CSI)",
+           differentiable=False)
+_SNR_IN = Port("snr_db", "float32", (), "per-item Es/N0 in dB (default: the snr_db parameter)", optional=True)
 
 
 def noise_variance(snr_db: float) -> float:
@@ -74,21 +80,41 @@ def _constant(value: float, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(value, dtype=torch.float32, device=like.device).expand(like.shape)
 
 
+def item_noise_variance(inputs: Batch) -> torch.Tensor:
+    """N0 ``[B, 1]`` (float32) of the per-item SNRs on the ``snr_db`` port."""
+    return torch.pow(10.0, -inputs["snr_db"].float().reshape(-1, 1) / 10.0)
+
+
+def rescale_noise(y_unit: torch.Tensor, clean: torch.Tensor, no: torch.Tensor) -> torch.Tensor:
+    """``clean + sqrt(no) (y_unit - clean)``: a channel output drawn at N0 = 1 brought to per-item N0
+    ``no`` ``[B, 1]`` (the host kernels take one N0 per call; their noise is counter-based, so the
+    unit-variance draw is the same noise the scalar call would scale)."""
+    return clean + no.sqrt().to(clean.device) * (y_unit - clean)
+
+
 class AwgnChannel(_Channel):
     """Complex AWGN: y = x + n, n ~ CN(0, N0) (Numba kernel on the host path)."""
 
     type_name = "awgn_channel"
-    inputs = (_X,)
+    inputs = (_X, _SNR_IN)
     outputs = (_Y, _NO)
     params = _SNR_PARAMS
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        no = noise_variance(self.snr_db)
+        per_item = "snr_db" in inputs
+        no = 1.0 if per_item else noise_variance(self.snr_db)
         y = host.awgn(inputs["x"].cpu().numpy(), no, ctx.run_key, row_offset=ctx.start)
         y = torch.from_numpy(y).to(ctx.device)
+        if per_item:
+            no = item_noise_variance(inputs).to(ctx.device)
+            return {"y": rescale_noise(y, inputs["x"].to(ctx.device), no), "no": no.expand(y.shape)}
         return {"y": y, "no": _constant(no, y)}
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
+        if "snr_db" in inputs:
+            no = item_noise_variance(inputs)
+            y = differentiable.awgn(inputs["x"], no, generator=ctx.generator)
+            return {"y": y, "no": no.expand(y.shape)}
         no = noise_variance(self.snr_db)
         y = differentiable.awgn(inputs["x"], no, generator=ctx.generator)
         return {"y": y, "no": _constant(no, y)}
@@ -98,8 +124,9 @@ class RayleighChannel(_Channel):
     """Flat Rayleigh fading y = h x + n, h ~ CN(0, 1) per item (block) or per symbol (fast); optional perfect-CSI equalisation."""
 
     type_name = "rayleigh_channel"
-    inputs = (_X,)
-    outputs = (_Y, _NO, Port("h", "complex64", ("S",), "channel coefficient of each symbol"))
+    inputs = (_X, _SNR_IN)
+    outputs = (_Y, _NO, Port("h", "complex64", ("S",), "channel coefficient of each symbol",
+                                          differentiable=False))
     params = (
         *_SNR_PARAMS,
         Param("coherence", "str", "block", choices=COHERENCES, doc="block: one h per item; fast: one h per symbol"),
@@ -108,18 +135,23 @@ class RayleighChannel(_Channel):
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         x = inputs["x"].cpu().numpy()
-        out = host.rayleigh(x, noise_variance(self.snr_db), ctx.run_key, self.p.coherence, self.p.csi,
-                            row_offset=ctx.start)
+        per_item = "snr_db" in inputs
+        out = host.rayleigh(x, 1.0 if per_item else noise_variance(self.snr_db), ctx.run_key, self.p.coherence,
+                            self.p.csi, row_offset=ctx.start)
         y = torch.from_numpy(out.y)
         if self.p.coherence == "block":  # per-item h and N0/|h|^2 arrive as [B, 1] / broadcast views
             h = torch.from_numpy(out.h).expand(y.shape)
             no = torch.from_numpy(out.no_eff[:, :1].copy()).expand(y.shape)
         else:
             h, no = torch.from_numpy(out.h), torch.from_numpy(out.no_eff)
+        if per_item:
+            item_no = item_noise_variance(inputs).cpu()
+            xt = torch.from_numpy(x)
+            y, no = rescale_noise(y, xt if self.p.csi else h * xt, item_no), no * item_no
         return {"y": y.to(ctx.device), "no": no.to(ctx.device), "h": h.to(ctx.device)}
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
         x = inputs["x"]
-        out = differentiable.rayleigh(x, noise_variance(self.snr_db), self.p.coherence, self.p.csi,
-                                      generator=ctx.generator)
+        no = item_noise_variance(inputs) if "snr_db" in inputs else noise_variance(self.snr_db)
+        out = differentiable.rayleigh(x, no, self.p.coherence, self.p.csi, generator=ctx.generator)
         return {"y": out.y, "no": out.no_eff.float(), "h": out.h.expand(x.shape)}

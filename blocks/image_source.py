@@ -8,9 +8,10 @@ from functools import cached_property
 
 import numpy as np
 
-from sdjscc_phy.core.block import Batch, BatchContext, Block
+from sdjscc_phy.core.block import Batch, BatchContext, Block, derive_key
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
+from sdjscc_phy.data.augment import FLIP_MODES, epoch_plan, random_translate_flip
 from sdjscc_phy.data.datasets import ImageDataset, read_builtin, read_cifar10_batches, read_image_folder
 from sdjscc_phy.data.splits import stratified_subset
 from sdjscc_phy.lazy import lazy_import
@@ -54,7 +55,13 @@ class ImageSource(Block):
                   "same images)"),
         Param("resize", "int", None, low=1, nullable=True, unit="pixels", doc="scale the shorter side to this"),
         Param("crop", "int", None, low=1, nullable=True, unit="pixels", doc="center square crop of this size"),
-        Param("shuffle", "bool", False, doc="seeded random order (options.seed)"),
+        Param("shuffle", "bool", False,
+              doc="seeded random order (options.seed); in training a new order every epoch"),
+        Param("flip", "str", "none", choices=FLIP_MODES,
+              doc="training only: random = mirror a random half each epoch; alternate = each image every "
+                  "other epoch"),
+        Param("translate", "int", 0, low=0, unit="pixels",
+              doc="training only: random shift up to this many pixels (reflect padding)"),
     )
 
     def check_params(self) -> list[str]:
@@ -93,8 +100,28 @@ class ImageSource(Block):
         if self.p.shuffle:
             order = np.random.default_rng(ctx.seed).permutation(order)
         self._order = torch.from_numpy(order)
+        self._plan_epoch: int | None = None
+
+    def _epoch_plan(self, ctx: BatchContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(item order, augmentation plan or None) of a training epoch, drawn once per epoch from
+        (seed, block id, epoch): a resumed run draws the same."""
+        if self._plan_epoch != (ctx.epoch, ctx.training):
+            generator = torch.Generator().manual_seed(derive_key(ctx.seed, self.id, None, ctx.epoch))
+            n = len(self.data)
+            order = torch.randperm(n, generator=generator) if self.p.shuffle else torch.arange(n)
+            plan = None
+            if ctx.training and (self.p.flip != "none" or self.p.translate):
+                start = torch.Generator().manual_seed(derive_key(ctx.seed, self.id, 0, -1))
+                plan = epoch_plan(n, ctx.epoch, self.p.flip, self.p.translate, generator, start)
+            self._plan, self._plan_epoch = (order, plan), (ctx.epoch, ctx.training)
+        return self._plan
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        index = self._order[ctx.start:ctx.start + ctx.batch_size]
+        order, plan = (self._order, None) if ctx.epoch is None else self._epoch_plan(ctx)
+        index = order[ctx.start:ctx.start + ctx.batch_size]
         images = self.data.images[index].to(ctx.device, non_blocking=True).float().div_(255.0)
+        if plan is not None:
+            flips, offsets = plan
+            images = random_translate_flip(images, offsets[index].to(ctx.device), flips[index].to(ctx.device),
+                                           self.p.translate)
         return {"image": images, "label": self.data.labels[index].to(ctx.device)}

@@ -8,6 +8,11 @@ receiver which bits were not sent, and those are erased (P(b=1) = 0.5) before de
 not sending them (the channel noise is independent per symbol). ``num_symbols`` counts only the symbols
 actually sent: connect it to a metric sink's ``num_symbols`` (metric ``symbols_per_image``), and
 ``num_bits`` to its ``num_bits`` (metric ``bpp``).
+
+Training (``checkpoint: null`` builds a fresh model from the architecture parameters, optionally with the
+encoder and decoder of a JSCC codec, ``init_codec``): the transmitter trains the encoder and the gate, the
+receiver the decoder and the feature head; the receiver refits its class subspaces on training items
+(its ``label`` port) before every validation pass and the export, which writes one multi-task file.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from sdjscc_phy.blocks.neural import image_size_of_code
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
-from sdjscc_phy.errors import PortError
+from sdjscc_phy.errors import PortError, RecipeError
 from sdjscc_phy.lazy import lazy_import
 from sdjscc_phy.models import DOWNSAMPLING
 from sdjscc_phy.phy.choices import CONSTELLATIONS
@@ -27,18 +32,44 @@ from sdjscc_phy.phy.choices import CONSTELLATIONS
 if TYPE_CHECKING:
     from sdjscc_phy.models.multitask import MultitaskJscc
 
+torch = lazy_import("torch")
+jscc = lazy_import("sdjscc_phy.models.jscc")
 multitask = lazy_import("sdjscc_phy.models.multitask")
 
-_CHECKPOINT = Param("checkpoint", "str", "multitask_gated_awgn",
-                    doc="shipped multi-task codec name (multitask_awgn, multitask_gated_awgn) or a path")
+_CHECKPOINT = Param("checkpoint", "str", "multitask_gated_awgn", nullable=True,
+                    doc="shipped multi-task codec name (multitask_awgn, multitask_gated_awgn) or a path; "
+                        "null: a fresh model to train")
+_ARCHITECTURE = (
+    Param("architecture", "mapping", {}, doc="fresh model: MultitaskConfig fields, e.g. {code_channels: 4, gated: true}"),
+    Param("init_codec", "str", None, nullable=True,
+          doc="fresh model: start encoder and decoder from this JSCC codec (shipped name or path)"),
+)
 
 
 class _MultitaskBlock(Block):
-    """Shared checkpoint handling of the multi-task transmitter and receiver."""
+    """Shared checkpoint handling, fresh construction and export of the multi-task transmitter and receiver."""
+
+    def check_params(self) -> list[str]:
+        unknown = sorted(set(self.p.architecture) - set(multitask.MultitaskConfig.__dataclass_fields__))
+        if unknown:
+            return [f"parameter 'architecture': unknown field '{unknown[0]}' "
+                    f"(fields: {', '.join(multitask.MultitaskConfig.__dataclass_fields__)})"]
+        return []
 
     @cached_property
     def model(self) -> MultitaskJscc:
-        return multitask.load_multitask(self.p.checkpoint)
+        if self.p.checkpoint is not None:
+            return multitask.load_multitask(self.p.checkpoint)
+        model = multitask.MultitaskJscc(multitask.MultitaskConfig(**self.p.architecture))
+        if self.p.init_codec:
+            codec = jscc.load_codec(self.p.init_codec)
+            try:
+                model.encoder.load_state_dict(codec.encoder.state_dict())
+                model.decoder.load_state_dict(codec.decoder.state_dict())
+            except RuntimeError as exc:
+                raise PortError(f"parameter 'init_codec': '{self.p.init_codec}' does not match the architecture: "
+                                f"{str(exc).splitlines()[0]}") from None
+        return model
 
     @property
     def code_channels(self) -> int:
@@ -47,12 +78,31 @@ class _MultitaskBlock(Block):
     def setup(self, ctx) -> None:
         self.model.to(ctx.device)
 
+    @classmethod
+    def export(cls, blocks: list[Block], path: str, metadata: dict) -> None:
+        """One multi-task file: encoder and gate of the transmitter, decoder, head and class subspaces of the receiver."""
+        by_type = {type(b).type_name: b for b in blocks}
+        if len(by_type) != len(blocks) or len(by_type) != 2:
+            raise RecipeError("export: a multi-task file needs exactly one multitask_encoder and one multitask_decoder")
+        tx, rx = by_type["multitask_encoder"].model, by_type["multitask_decoder"].model
+        if tx.config != rx.config:
+            raise RecipeError("export: the multi-task transmitter and receiver have different architectures")
+        model = multitask.MultitaskJscc(tx.config)
+        state = rx.state_dict()
+        state.update({k: v for k, v in tx.state_dict().items() if k.startswith(("encoder.", "gate."))})
+        model.load_state_dict(state)
+        multitask.export_multitask(model, path, metadata)
+
 
 class MultitaskEncoder(_MultitaskBlock):
     """Multi-task JSCC transmitter: image -> e in [0, 1] (binarize next) and the mask of bits it sends."""
 
     type_name = "multitask_encoder"
-    inputs = (Port("image", "float32", (3, "H", "W"), "RGB image in [0, 1]; H and W divisible by 4"),)
+    inputs = (
+        Port("image", "float32", (3, "H", "W"), "RGB image in [0, 1]; H and W divisible by 4"),
+        Port("snr_db", "float32", (), "per-item channel Es/N0 in dB the gate reads (default: the snr_db parameter)",
+             optional=True),
+    )
     outputs = (
         Port("e", "float32", ("N",), "encoder output in [0, 1], N = bpp x H x W (every code channel)"),
         Port("mask", "float32", ("N",), "1 where the bit is sent, 0 where the gate pruned its code channel"),
@@ -65,7 +115,20 @@ class MultitaskEncoder(_MultitaskBlock):
         Param("gate", "bool", True, doc="false: send every code channel even if the codec has a gate"),
         Param("constellation", "str", "qam16", choices=tuple(CONSTELLATIONS),
               doc="the link's constellation (counts symbols from bits)"),
+        *_ARCHITECTURE,
     )
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        gate = {"gate": self.model.gate} if self.model.gate is not None else {}
+        return {"encoder": self.model.encoder, **gate}
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        """``default`` and ``gate`` (its lr is scaled by ``optimizer.group_scales.gate``: the gate's few
+        weights must move by O(1) within one epoch to cross the threshold)."""
+        groups = {"default": list(self.model.encoder.parameters())}
+        if self.model.gate is not None:
+            groups["gate"] = list(self.model.gate.parameters())
+        return groups
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         _, height, width = input_shapes["image"]
@@ -84,7 +147,8 @@ class MultitaskEncoder(_MultitaskBlock):
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
         image = inputs["image"]
         e = self.model.encoder(image)
-        channel_mask = self.model.channel_mask(self.p.snr_db, image.shape[0], gate=self.p.gate)
+        snr_db = inputs["snr_db"] if "snr_db" in inputs else self.p.snr_db
+        channel_mask = self.model.channel_mask(snr_db, image.shape[0], gate=self.p.gate)
         mask = self.model.bit_mask(channel_mask, e.shape[1])
         num_bits = mask.detach().sum(1).round().long()
         return {"e": e, "mask": mask, "num_bits": num_bits,
@@ -100,9 +164,11 @@ class MultitaskDecoder(_MultitaskBlock):
         Port("p1", "float32", ("N",), "P(b=1) per code bit (demapper output)"),
         Port("mask", "float32", ("N",), "transmitter's mask: 0 = bit not sent (erased); default: all sent",
              optional=True),
+        Port("label", "int64", (), "true class: only read when training refits the class subspaces", optional=True),
     )
     outputs = (
         Port("image", "float32", (3, "H", "W"), "recovered RGB image in [0, 1]"),
+        Port("z", "float32", ("D",), "unit-norm received features (mcr2_loss input)"),
         Port("logits", "float32", ("C",), "class scores -||z - U_j U_j^T z||^2 (nearest class subspace)"),
         Port("label_hat", "int64", (), "predicted class (argmax of the logits)"),
     )
@@ -110,18 +176,42 @@ class MultitaskDecoder(_MultitaskBlock):
         _CHECKPOINT,
         Param("height", "int", None, low=DOWNSAMPLING, nullable=True, unit="pixels",
               doc="image height (default: square images)"),
+        *_ARCHITECTURE,
+        Param("stats_images", "int", 5000, low=1, unit="images",
+              doc="training: items whose received features fit the class subspaces"),
     )
+    recalibrate = True
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"decoder": self.model.decoder, "head": self.model.head}
+
+    def calibration_items(self) -> int:
+        return self.p.stats_images
+
+    def calibrate(self, batches: list[Batch]) -> None:
+        if any("label" not in b for b in batches):
+            raise PortError("input port 'label': refitting the class subspaces needs the true labels")
+        z = torch.cat([self._features(b)[1] for b in batches]).float()
+        self.model.fit_class_statistics(z, torch.cat([b["label"] for b in batches]))
+
+    def _features(self, inputs: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(erased P(b=1), features z) of one batch."""
+        p1 = inputs["p1"].float()
+        height, width = image_size_of_code(p1.shape[1], self.code_channels, self.p.height)
+        p1 = self.model.erase(p1, inputs.get("mask"))
+        return p1, self.model.features(p1, height, width)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         self.bind_inputs(input_shapes)
         (num_bits,) = input_shapes["p1"]
         size = image_size_of_code(num_bits, self.code_channels, self.p.height) if isinstance(num_bits, int) \
             else ("H", "W")
-        return {"image": (3, *size), "logits": (self.model.config.num_classes,), "label_hat": ()}
+        return {"image": (3, *size), "z": (self.model.config.feature_dim,),
+                "logits": (self.model.config.num_classes,), "label_hat": ()}
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        p1 = inputs["p1"].float()
+        p1, z = self._features(inputs)
         height, width = image_size_of_code(p1.shape[1], self.code_channels, self.p.height)
-        p1 = self.model.erase(p1, inputs.get("mask"))
-        logits = self.model.logits(self.model.features(p1, height, width))
-        return {"image": self.model.decoder(p1, height, width), "logits": logits, "label_hat": logits.argmax(1)}
+        logits = self.model.logits(z)
+        return {"image": self.model.decoder(p1, height, width), "z": z, "logits": logits,
+                "label_hat": logits.argmax(1)}

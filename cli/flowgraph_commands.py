@@ -15,6 +15,7 @@ from sdjscc_phy.core.registry import registry
 from sdjscc_phy.core.scheduler import run_flowgraph
 from sdjscc_phy.cli.options import force_option
 from sdjscc_phy.io.paths import check_output_file
+from sdjscc_phy.core.yaml_lines import load_yaml_with_lines
 from sdjscc_phy.io.results import write_json_atomic
 from sdjscc_phy.reference import (
     blocks_markdown, describe_blocks, describe_metrics, metrics_markdown, param_allowed, param_default,
@@ -61,7 +62,15 @@ def run(flowgraph: str, overrides: tuple[str, ...], output: str | None, progress
 @click.argument("flowgraph", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 def validate(flowgraph: str, overrides: tuple[str, ...]) -> None:
-    """Check FLOWGRAPH (syntax, blocks, parameters, connections, dtypes, shapes) without running it."""
+    """Check FLOWGRAPH (syntax, blocks, parameters, connections, dtypes, shapes) without running it; a training
+    recipe (a file with 'stages') is checked with every flowgraph it trains, as training graphs."""
+    if is_recipe(flowgraph):
+        from sdjscc_phy.training.recipe import load_recipe
+
+        recipe = load_recipe(flowgraph, overrides, check_flowgraphs=True)
+        click.echo(f"{flowgraph}: OK (recipe, {len(recipe['stages'])} stages: "
+                   f"{', '.join(s['name'] for s in recipe['stages'])})")
+        return
     fg = load_flowgraph(flowgraph, overrides)
     click.echo(f"{flowgraph}: OK ({len(fg.blocks)} blocks, {len(fg.connections)} connections)")
     for (block_id, port), shape in fg.output_shapes.items():
@@ -86,6 +95,12 @@ def graph(flowgraph: str, output: str, overrides: tuple[str, ...], force: bool) 
     fg = load_flowgraph(flowgraph, overrides)
     draw_flowgraph(fg, output)
     click.echo(f"{flowgraph}: {len(fg.blocks)} blocks, {len(fg.connections)} connections -> {output}")
+
+
+def is_recipe(path: str) -> bool:
+    """Whether a YAML file is a training recipe (top-level 'stages') rather than a flowgraph."""
+    data = load_yaml_with_lines(path)
+    return isinstance(data, dict) and "stages" in data and "blocks" not in data
 
 
 @click.command()

@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in err.errors:
             click.echo(f"error: {line}", err=True)
         return EXIT_USER_ERROR
-    except JsccflowError as err:
-        click.echo(f"error: {err}", err=True)
+    except JsccflowError as err:  # a recipe reports every problem, one per line
+        for line in str(err).splitlines() or [type(err).__name__]:
+            click.echo(f"error: {line}", err=True)
         return EXIT_USER_ERROR
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -42,7 +42,11 @@ class CheckpointError(JsccflowError):
 
 
 class RecipeError(JsccflowError):
-    """A training recipe is malformed."""
+    """A training recipe is malformed; ``errors`` holds every problem found, one line each."""
+
+    def __init__(self, message: str | list[str]):
+        self.errors = [message] if isinstance(message, str) else list(message)
+        super().__init__("\n".join(self.errors))
 
 
 class TrainingError(JsccflowError):

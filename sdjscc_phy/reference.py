@@ -26,10 +26,11 @@ def describe_blocks(classes: Iterable[type[Block]]) -> list[dict]:
             "doc": cls.doc(),
             "description": cls.description(),
             "paths": list(cls.available_paths()),
+            "differentiable": cls.differentiable,
             "inputs": [{"name": p.name, "dtype": p.dtype, "shape": format_shape(p.shape), "optional": p.optional,
                         "doc": p.doc} for p in cls.inputs],
-            "outputs": [{"name": p.name, "dtype": p.dtype, "shape": format_shape(p.shape), "doc": p.doc}
-                        for p in cls.outputs],
+            "outputs": [{"name": p.name, "dtype": p.dtype, "shape": format_shape(p.shape), "doc": p.doc,
+                         "differentiable": p.differentiable and p.dtype != "int64"} for p in cls.outputs],
             "params": [p.describe() for p in cls.params],
         })
     return out

@@ -57,25 +57,31 @@ BLOCKS = [Gain, Counter]
 '''
 
 
-def write_plugin(root: Path, name: str = "jsccflow_test_plugin", entry: str = "BLOCKS") -> None:
+def write_plugin(root: Path, name: str = "jsccflow_test_plugin", entry: str = "BLOCKS",
+                 module: str = PLUGIN_MODULE) -> None:
     """Write an importable module plus a ``*.dist-info`` declaring it in the jsccflow.blocks group."""
-    (root / f"{name}.py").write_text(PLUGIN_MODULE)
+    (root / f"{name}.py").write_text(module)
     dist = root / f"{name}-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(f"[jsccflow.blocks]\n{name} = {name}:{entry}\n")
 
 
-@pytest.fixture
-def plugin(tmp_path_factory, monkeypatch):
-    """Install the test plugin for this test (sys.path + registry reload); returns its directory."""
-    root = tmp_path_factory.mktemp("plugin")
-    write_plugin(root)
+def installed_plugin(tmp_path_factory, monkeypatch, name: str = "jsccflow_test_plugin", module: str = PLUGIN_MODULE):
+    """Install a plugin for one test (sys.path + registry reload), yield its directory, then remove it."""
+    root = tmp_path_factory.mktemp(name)
+    write_plugin(root, name, module=module)
     monkeypatch.syspath_prepend(str(root))
     reload_registry()
     yield root
-    sys.modules.pop("jsccflow_test_plugin", None)
+    sys.modules.pop(name, None)
     reload_registry()
+
+
+@pytest.fixture
+def plugin(tmp_path_factory, monkeypatch):
+    """Install the test plugin for this test; returns its directory."""
+    yield from installed_plugin(tmp_path_factory, monkeypatch)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import copy
 import io
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -284,6 +285,7 @@ def cases(count: int, seed: int, work: Path):
     recipes = {p.name: p.read_text() for p in sorted((REPO / "recipes").glob("*.yaml"))}
     for sub in ("flowgraphs", "sweeps", "recipes", "out"):
         (work / sub).mkdir(exist_ok=True)
+    shutil.copytree(REPO / "flowgraphs" / "train", work / "flowgraphs" / "train")  # what the recipes train
     rng = random.Random(seed)
     for index in range(count):
         kind = rng.choices(["flowgraph", "set", "sweep", "recipe", "recipe_set"], weights=[40, 20, 15, 15, 10])[0]

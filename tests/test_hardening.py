@@ -101,8 +101,7 @@ def test_an_undecodable_image_and_a_binary_split_file_are_one_line_each(tmp_path
 
 def test_a_checkpoint_with_the_right_tag_but_wrong_field_types_is_one_checkpoint_error(tmp_path):
     payload = torch.load(resolve_checkpoint("sdjscc_awgn"), weights_only=True)
-    for field, value, message in [("link", "qam16", "field 'link' must be a dict"),
-                                  ("state_dict", "x", "field 'state_dict' must be a dict"),
+    for field, value, message in [("state_dict", "x", "field 'state_dict' must be a dict"),
                                   ("state_dict", {"w": 1}, "must map parameter names to tensors"),
                                   ("config", None, "field 'config' must be a dict")]:
         path = tmp_path / f"{field}.pt"
@@ -227,14 +226,14 @@ def test_sweep_files_report_every_key_error_at_once_with_lines(tmp_path, capsys)
 
 
 def test_recipe_num_threads_nan_is_refused_at_load(tmp_path):
-    with pytest.raises(RecipeError, match="num_threads must be null or an integer"):
+    with pytest.raises(RecipeError, match="key 'num_threads': must be a int; got float nan"):
         load_recipe(RECIPE, ["num_threads=.nan"])
 
 
 # -- paths -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["../../../x", "/abs", ".hidden", "a/b"])
 def test_a_stage_name_cannot_leave_the_output_folder(name):
-    with pytest.raises(RecipeError, match="stages\\[0\\].name must be a plain name"):
+    with pytest.raises(RecipeError, match="key 'name' must be a plain name"):
         load_recipe(RECIPE, [f"stages.0.name={name!r}"])
 
 

@@ -1,4 +1,4 @@
-"""The jscc stage: deep-JSCC (MSE) then SD-JSCC (semantic loss, GSW) on tiny data; GSW math."""
+"""Deep JSCC (MSE) then SD-JSCC (semantic loss, GSW) through the training flowgraphs on tiny data; GSW math."""
 
 from __future__ import annotations
 
@@ -17,23 +17,30 @@ from sdjscc_phy.training import Trainer, load_recipe
 from sdjscc_phy.training import gsw
 
 
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / "flowgraphs" / "train"
+
+
 @pytest.fixture
 def recipe_path(tmp_path) -> Path:
-    """Stage 1 (MSE) and stage 2 (semantic, per-image and global GSW) on 3 classes x 12 random 32x32 JPEGs."""
+    """Stage 1 (MSE, fresh codec) and stage 2 (semantic loss from stage 1's export, GSW fitted on 20 items)
+    through flowgraphs/train/ on 3 classes x 12 random 32x32 JPEGs."""
     make_image_folder(tmp_path / "images", ("a", "b", "c"), 12, 32)
     (tmp_path / "val.txt").write_text("a/0.jpg\nb/0.jpg\nc/0.jpg\na/1.jpg\nb/1.jpg\nc/1.jpg\n")
     torch.manual_seed(0)
     export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), tmp_path / "clf.pt", ["a", "b", "c"], {})
-    common = {"kind": "jscc", "epochs": 1, "batch_size": 10, "optimizer": {"name": "Adam", "lr": 1e-3},
-              "data": {"root": "images", "split_file": "val.txt"}, "model": {"bpp": 0.25, "width": 16},
-              "link": {"constellation": "qam16", "channel": "awgn", "snr_db": 5.0}}
-    recipe = {"seed": 3, "output_dir": "runs", "stages": [
-        {**common, "name": "mse", "export": "export/mse.pt", "loss": {"kind": "mse"}},
-        {**common, "name": "sem", "export": "export/sem.pt", "init_from": "export/mse.pt", "classifier": "clf.pt",
-         "link": {**common["link"], "channel": "rayleigh"},
-         "loss": {"kind": "semantic", "layer": "block1", "mse_weight": 0.1,
-                  "gsw": {"mode": "true_class", "tau": 2.0, "r": 1.0, "per_batch": False, "images": 20}}},
-    ]}
+    common = {"epochs": 1, "batch_size": 10, "optimizer": {"name": "Adam", "lr": 1e-3}, "train": ["enc", "dec"],
+              "validation": {"set": ["src.split=val"]}}
+    recipe = {"seed": 3, "output_dir": "runs", "variables": {"bpp": 0.25, "snr_db": 5.0},
+              "set": [f"data_root={tmp_path / 'images'}", f"src.split_file={tmp_path / 'val.txt'}"],
+              "stages": [
+                  {**common, "name": "mse", "flowgraph": str(TRAIN / "deepjscc_awgn.yaml"), "export": "export/mse.pt",
+                   "set": ["enc.width=16", "dec.width=16"]},
+                  {**common, "name": "sem", "flowgraph": str(TRAIN / "sdjscc_awgn.yaml"), "export": "export/sem.pt",
+                   "variables": {"codec": str(tmp_path / "export" / "mse.pt"), "classifier": str(tmp_path / "clf.pt"),
+                                 "layer": "block1", "tau": 2.0},
+                   "set": ["semantic.gsw_images=20"]},
+              ]}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -41,11 +48,20 @@ def recipe_path(tmp_path) -> Path:
 
 def test_two_stages_train_export_and_reload(recipe_path):
     results = Trainer(load_recipe(recipe_path), progress=False).run()
-    assert set(results["mse"]) == {"val_psnr_db", "val_mse", "val_saturated"}
-    assert {"val_psnr_db", "val_mse", "val_acc"} <= set(results["sem"])
+    assert {"val_psnr_db", "val_mse", "val_loss_mse", "val_loss"} <= set(results["mse"])
+    assert {"val_psnr_db", "val_accuracy", "val_loss_semantic"} <= set(results["sem"])
     codec = load_codec(str(recipe_path.parent / "export" / "sem.pt"))
-    assert codec.config.code_channels == 4 and codec.link["channel"] == "rayleigh"
-    assert codec.metadata["metrics"]["val_acc"] == results["sem"]["val_acc"]
+    assert codec.config.code_channels == 4 and codec.config.width == 16
+    assert codec.metadata["metrics"]["val_accuracy"] == results["sem"]["val_accuracy"]
+    assert codec.metadata["recipe"]["variables"]["tau"] == 2.0
+
+
+def test_a_stage_that_loads_an_earlier_export_is_checked_when_it_starts(recipe_path):
+    """Before stage 1 has run, stage 2's codec does not exist: the recipe validates, and stage 2's own
+    mistakes still show."""
+    load_recipe(recipe_path, check_flowgraphs=True)
+    with pytest.raises(RecipeError, match="stage 'sem'.*block 'semantic': parameter 'layer': must be one of"):
+        load_recipe(recipe_path, ["stages.sem.variables.layer=bogus"], check_flowgraphs=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -57,36 +73,39 @@ def test_both_stages_train_on_the_gpu_and_export_checkpoints_a_cpu_loads(recipe_
         export = recipe_path.parent / "export" / f"{name}.pt"
         assert all_tensors_on_cpu(torch.load(export, weights_only=True))
         assert load_codec(str(export)).metadata["metrics"] == results[name]
-    assert 0.0 <= results["sem"]["val_acc"] <= 1.0 and np.isfinite(results["sem"]["val_psnr_db"])
+    assert 0.0 <= results["sem"]["val_accuracy"] <= 1.0 and np.isfinite(results["sem"]["val_psnr_db"])
 
 
-def test_val_saturated_reports_an_encoder_stuck_in_the_sigmoid_tails(recipe_path):
-    from sdjscc_phy.training.stages import STAGE_KINDS
+def test_gsw_weights_are_fitted_once_on_the_calibration_items(recipe_path):
+    from sdjscc_phy.training.trainer import StageRun
 
+    Trainer(load_recipe(recipe_path), progress=False, only=["mse"]).run()
     recipe = load_recipe(recipe_path)
-    stage = STAGE_KINDS["jscc"](recipe["stages"][0], seed=0)
-    stage.setup()
-    assert stage.evaluate()["val_saturated"] < 0.5  # a fresh encoder sits near e = 0.5
-    with torch.no_grad():
-        stage.codec.encoder.net[-1].bias.copy_(torch.tensor([40.0, -40.0, 40.0, -40.0]))
-    assert stage.evaluate()["val_saturated"] == 1.0
+    stage = StageRun(recipe, recipe["stages"][1], torch.device("cpu"))
+    semantic = stage.fg.blocks["semantic"]
+    stage.calibrate()
+    assert semantic.weights.shape == (8,) and float(semantic.weights.sum()) == pytest.approx(1.0)
+    # eq. 10 over the first 20 items of the calibration order (epoch -1, no augmentation)
+    values = stage.scheduler.run_batch(0, 0, 10, epoch=-1, only={"src"})
+    more = stage.scheduler.run_batch(1, 10, 10, epoch=-1, only={"src"})
+    pairs = [(values[("src", "image")], values[("src", "label")]), (more[("src", "image")], more[("src", "label")])]
+    raw = gsw.mean_raw_weights(semantic.classifier, pairs, "block1", "true_class")
+    torch.testing.assert_close(semantic.weights, gsw.semantic_weights(raw, 2.0, 1.0))
 
 
 @pytest.mark.parametrize("mode", ["paper", "off"])
 def test_every_gsw_mode_trains_per_batch(recipe_path, mode):
-    overrides = [f"stages.sem.loss.gsw.mode={mode}", "stages.sem.loss.gsw.per_batch=true"]
+    overrides = [f"stages.sem.variables.gsw_mode=\"{mode}\"", "stages.sem.set=semantic.per_batch=true"]  # YAML: off = false
     results = Trainer(load_recipe(recipe_path, overrides), progress=False).run()
     assert np.isfinite(results["sem"]["val_mse"])
 
 
-def test_unknown_feature_layer_is_a_recipe_error(recipe_path):
-    with pytest.raises(RecipeError, match="stage 'sem': loss.layer must be one of .*got 'bogus'"):
-        Trainer(load_recipe(recipe_path, ["stages.sem.loss.layer=bogus"]), progress=False).run()
-
-
-def test_semantic_loss_needs_a_classifier(recipe_path):
-    with pytest.raises(RecipeError, match="loss.kind 'semantic' needs 'classifier'"):
-        Trainer(load_recipe(recipe_path, ["stages.sem.classifier=null"]), progress=False).run()
+def test_true_class_gsw_needs_the_labels(recipe_path, tmp_path):
+    fg = (TRAIN / "sdjscc_awgn.yaml").read_text().replace("  - src.label -> semantic.label\n", "")
+    (tmp_path / "nolabel.yaml").write_text(fg)
+    with pytest.raises(RecipeError, match="block 'semantic': input port 'label': gsw_mode 'true_class' needs"):
+        load_recipe(recipe_path, [f"stages.sem.flowgraph={tmp_path / 'nolabel.yaml'}",
+                                  "stages.sem.variables.codec=deepjscc_awgn"], check_flowgraphs=True)
 
 
 def test_gsw_weights_follow_eq_10_and_the_paper_mode_is_the_class_average():
@@ -111,13 +130,11 @@ def test_semantic_loss_is_eq_13():
     assert float(gsw.semantic_loss(f_hat, f, weights)) == pytest.approx((6.0 + 24.0) / 2)
 
 
-def test_bandwidth_ratio_sets_the_rate(recipe_path):
-    """bpp = 3 · k/n · bits per symbol (docs/conventions.md): k/n = 1/48 is 0.25 bpp with 16-QAM, 0.125 with QPSK."""
-    overrides = ["stages.mse.model.bpp=null", f"stages.mse.model.bandwidth_ratio={1 / 48}",
-                 "stages.mse.link.constellation=qpsk"]
+def test_bpp_variable_sets_the_rate_of_a_fresh_codec(recipe_path):
+    """0.125 bpp = 2 code channels of 8x8: 128 bits, 64 QPSK symbols (k/n = 1/48, CONVENTIONS.md)."""
+    overrides = ["variables.bpp=0.125", "stages.mse.variables.constellation=qpsk"]
     Trainer(load_recipe(recipe_path, overrides), progress=False, only=["mse"]).run()
-    codec = load_codec(str(recipe_path.parent / "export" / "mse.pt"))
-    assert codec.config.code_channels == 2  # 0.125 bpp = 2 code channels of 8x8: 128 bits, 64 QPSK symbols
+    assert load_codec(str(recipe_path.parent / "export" / "mse.pt")).config.code_channels == 2
 
 
 def test_effective_maps_counts_uniform_and_concentrated_weights():
@@ -148,11 +165,8 @@ def test_logit_scale_keeps_the_bits_and_lets_gradient_through_a_saturated_encode
 
 
 def test_logit_scale_is_stored_with_the_codec_and_checked(recipe_path):
-    from sdjscc_phy.training.stages import STAGE_KINDS
-
-    recipe = load_recipe(recipe_path, ["stages.mse.model.logit_scale=0.25"])
+    recipe = load_recipe(recipe_path, ["stages.mse.set=enc.logit_scale=0.25"])
     Trainer({**recipe, "stages": recipe["stages"][:1]}, progress=False).run()
     assert load_codec(str(recipe_path.parent / "export" / "mse.pt")).encoder.logit_scale == 0.25
-    with pytest.raises(RecipeError, match="logit_scale must be a number > 0; got 0"):
-        bad = load_recipe(recipe_path, ["stages.mse.model.logit_scale=0"])
-        STAGE_KINDS["jscc"](bad["stages"][0], seed=0).setup()
+    with pytest.raises(RecipeError, match="block 'enc': parameter 'logit_scale': must be in"):
+        load_recipe(recipe_path, ["stages.mse.set=enc.logit_scale=0"], check_flowgraphs=True)

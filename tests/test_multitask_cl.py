@@ -1,6 +1,6 @@
 """Multi-task JSCC (MCR², nearest class subspace, SNR gate) and CL-JSCC (NT-Xent): losses on known cases,
-gate masks -> symbols sent, the shipped recipes trained on a few images through `jsccflow train`, and the
-shipped flowgraphs run with tiny checkpoints."""
+gate masks -> symbols sent, the shipped recipes trained on a few images through `jsccflow train` (their
+training flowgraphs), and the shipped flowgraphs run with tiny checkpoints."""
 
 from __future__ import annotations
 
@@ -123,40 +123,47 @@ def tiny_data(tmp_path) -> dict[str, str]:
             "dir": str(tmp_path)}
 
 
-def stage_overrides(stage: str, data: dict, **extra) -> list[str]:
-    items = {"data.root": data["root"], "data.split_file": data["split"], "batch_size": 8, "epochs": 1,
-             "model.width": 8, "checkpoint_every_steps": 0, **extra}
-    return [f"--set=stages.{stage}.{k}={v}" for k, v in items.items()]
+def stage_overrides(stage: str, export: str, variables: dict, *flowgraph_sets: str) -> list[str]:
+    items = {"batch_size": 8, "epochs": 1, "checkpoint_every_steps": 0, "export": export}
+    out = [f"--set=stages.{stage}.{k}={v}" for k, v in items.items()]
+    out += [f"--set=stages.{stage}.variables.{k}={v}" for k, v in variables.items()]
+    return out + [f"--set=stages.{stage}.set={text}" for text in flowgraph_sets]
+
+
+def data_sets(d: dict) -> list[str]:
+    return [f"--set=set=data_root={d['root']}", f"--set=set=src.split_file={d['split']}"]
+
+
+ARCHITECTURE = "{code_channels: 4, width: 8, feature_dim: 6, head_width: 8, num_classes: 3, subspace_dim: 2, gated: %s}"
 
 
 @pytest.mark.parametrize("device", [
     "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"))])
 def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data, device):
     d = tiny_data
-    small = {"init_from": "null", "model.feature_dim": 6, "model.head_width": 8, "stats_images": 21,
-             "eval_snr_db": "[0, 20]"}
     argv = ["train", str(REPO / "recipes" / "multitask_cifar10.yaml"), "--no-progress",
-            f"--set=output_dir={d['dir']}/runs", f"--set=device={device}"]
-    for stage in ("multitask", "multitask_gated"):
-        argv += stage_overrides(stage, d, export=f"{d['dir']}/{stage}.pt", **small)
+            f"--set=output_dir={d['dir']}/runs", f"--set=device={device}", *data_sets(d)]
+    for stage, gated in (("multitask", "false"), ("multitask_gated", "true")):
+        argv += stage_overrides(stage, f"{d['dir']}/{stage}.pt", {"init_codec": "null", "architecture":
+                                ARCHITECTURE % gated}, "dec.stats_images=21")
     assert main(argv) == 0
     gated = load_multitask(f"{d['dir']}/multitask_gated.pt")
     assert gated.gate is not None and load_multitask(f"{d['dir']}/multitask.pt").gate is None
-    assert gated.config.num_classes == 3 and gated.link["snr_range_db"] == [0.0, 20.0]
-    assert {"val_acc_0db", "val_psnr_db_20db", "val_symbols_20db"} <= set(gated.metadata["metrics"])
+    assert gated.config.num_classes == 3 and gated.metadata["recipe"]["variables"]["rate_weight"] == 0.01
+    assert {"val_accuracy", "val_psnr_db", "val_symbols_per_image", "val_loss_mcr2"} <= set(gated.metadata["metrics"])
     assert gated.class_bases.abs().sum() > 0  # class subspaces fitted before the export
 
 
 def test_cl_recipe_trains_both_stages_on_a_few_images(tiny_data):
     d = tiny_data
-    argv = ["train", str(REPO / "recipes" / "cl_cifar10.yaml"), "--no-progress", f"--set=output_dir={d['dir']}/runs"]
-    argv += stage_overrides("cl_pretrain", d, init_from="null", classifier=d["clf"], export=f"{d['dir']}/pre.pt")
-    argv += stage_overrides("cl", d, init_from=f"{d['dir']}/pre.pt", classifier=d["clf"], export=f"{d['dir']}/cl.pt")
+    argv = ["train", str(REPO / "recipes" / "cl_cifar10.yaml"), "--no-progress", f"--set=output_dir={d['dir']}/runs",
+            *data_sets(d), f"--set=variables.classifier={d['clf']}"]
+    argv += stage_overrides("cl_pretrain", f"{d['dir']}/pre.pt", {"codec": "null"}, "enc.width=8", "dec.width=8")
+    argv += stage_overrides("cl", f"{d['dir']}/cl.pt", {"codec": f"{d['dir']}/pre.pt"})
     assert main(argv) == 0
     codec = load_codec(f"{d['dir']}/cl.pt")
-    assert codec.metadata["recipe"]["loss"] == {**codec.metadata["recipe"]["loss"], "kind": "contrastive",
-                                                 "mse_weight": 100.0}
-    assert 0.0 <= codec.metadata["metrics"]["val_acc"] <= 1.0
+    assert codec.config.width == 8 and codec.metadata["recipe"]["variables"]["mse_weight"] == 100.0
+    assert 0.0 <= codec.metadata["metrics"]["val_accuracy"] <= 1.0 and "val_loss_cl" in codec.metadata["metrics"]
 
 
 # --- flowgraphs ---------------------------------------------------------------------------------
@@ -168,7 +175,7 @@ def multitask_checkpoints(tmp_path_factory) -> dict[str, str]:
         model = tiny_model(gated)
         model.fit_class_statistics(torch.randn(100, 8), torch.arange(100) % 10)
         paths[name] = str(root / f"{name}.pt")
-        export_multitask(model, paths[name], {"constellation": "qam16"}, {})
+        export_multitask(model, paths[name], {})
     return paths
 
 
@@ -195,7 +202,7 @@ def test_cl_flowgraph_runs_with_given_checkpoints(tmp_path):
     from sdjscc_phy.models.jscc import JsccCodec, JsccConfig, export_codec
 
     torch.manual_seed(0)
-    export_codec(JsccCodec(JsccConfig(code_channels=4, width=16)), tmp_path / "codec.pt", {"snr_db": 5.0}, {})
+    export_codec(JsccCodec(JsccConfig(code_channels=4, width=16)), tmp_path / "codec.pt", {})
     export_classifier(CifarClassifier(widths=(8, 8, 8)), tmp_path / "clf.pt", [f"c{i}" for i in range(10)], {})
     overrides = [f"enc.checkpoint={tmp_path / 'codec.pt'}", f"dec.checkpoint={tmp_path / 'codec.pt'}",
                  f"task.checkpoint={tmp_path / 'clf.pt'}", "options.max_items=20", "options.batch_size=10"]

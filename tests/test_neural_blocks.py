@@ -28,7 +28,7 @@ def checkpoints(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
     codec_path, classifier_path = root / "codec.pt", root / "classifier.pt"
-    export_codec(JsccCodec(JsccConfig(code_channels=4, width=16)), codec_path, {"snr_db": 5.0}, {})
+    export_codec(JsccCodec(JsccConfig(code_channels=4, width=16)), codec_path, {})
     model = CifarClassifier(widths=(8, 8, 8))
     export_classifier(model, classifier_path, [f"c{i}" for i in range(10)], {})
     return {"codec": str(codec_path), "classifier": str(classifier_path)}

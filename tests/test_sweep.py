@@ -148,7 +148,7 @@ def test_retrained_checkpoint_or_edited_flowgraph_reruns_the_points_that_read_it
 
     def export(seed: int, name: str) -> str:
         torch.manual_seed(seed)
-        export_codec(JsccCodec(JsccConfig(code_channels=4, width=16)), tmp_path / name, {"snr_db": 5.0}, {})
+        export_codec(JsccCodec(JsccConfig(code_channels=4, width=16)), tmp_path / name, {})
         return str(tmp_path / name)
 
     export_classifier(CifarClassifier(widths=(8, 8, 8)), tmp_path / "clf.pt", [f"c{i}" for i in range(10)], {})

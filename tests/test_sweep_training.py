@@ -26,14 +26,16 @@ def smoke(tmp_path) -> Path:
     (tmp_path / "val.txt").write_text("a/0.jpg\nb/0.jpg\nc/0.jpg\na/1.jpg\nb/1.jpg\nc/1.jpg\n")
     torch.manual_seed(0)
     export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), tmp_path / "clf.pt", ["a", "b", "c"], {})
-    common = {"kind": "jscc", "epochs": 1, "batch_size": 10, "optimizer": {"name": "Adam", "lr": 1e-3},
-              "data": {"root": "images", "split_file": "val.txt"}, "model": {"bpp": 0.25, "width": 8},
-              "link": {"constellation": "qam16", "channel": "awgn", "snr_db": 5.0}}
-    recipe = {"seed": 0, "output_dir": "runs", "stages": [
-        {**common, "name": "mse", "export": "export/mse.pt", "loss": {"kind": "mse"}},
-        {**common, "name": "sem", "export": "export/sem.pt", "init_from": "export/mse.pt", "classifier": "clf.pt",
-         "loss": {"kind": "semantic", "layer": "block1",
-                  "gsw": {"mode": "true_class", "tau": 1.0, "r": 1.0, "per_batch": False, "images": 20}}},
+    common = {"epochs": 1, "batch_size": 10, "optimizer": {"name": "Adam", "lr": 1e-3}, "train": ["enc", "dec"],
+              "validation": {"set": ["src.split=val"]}}
+    train = REPO / "flowgraphs" / "train"
+    recipe = {"seed": 0, "output_dir": "runs", "variables": {"bpp": 0.25},
+              "set": [f"data_root={tmp_path / 'images'}", f"src.split_file={tmp_path / 'val.txt'}"], "stages": [
+        {**common, "name": "mse", "flowgraph": str(train / "deepjscc_awgn.yaml"), "export": "export/mse.pt",
+         "set": ["enc.width=8", "dec.width=8"]},
+        {**common, "name": "sem", "flowgraph": str(train / "sdjscc_awgn.yaml"), "export": "export/sem.pt",
+         "variables": {"codec": "export/mse.pt", "classifier": str(tmp_path / "clf.pt"), "layer": "block1", "tau": 1.0},
+         "set": ["semantic.gsw_images=20"]},
     ]}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     (tmp_path / "sweep.yaml").write_text(textwrap.dedent(f"""\
@@ -52,7 +54,7 @@ def smoke(tmp_path) -> Path:
             train:
               recipe: recipe.yaml
               stage: sem
-              set: {{stages.sem.loss.gsw.tau: $tau}}
+              set: {{stages.sem.variables.tau: $tau}}
               checkpoint: [enc.checkpoint, dec.checkpoint]
         grid:
           product: {{tau: [1, 100], snr_db: [5]}}
@@ -85,6 +87,7 @@ def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
     torch.manual_seed(1)
     export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), smoke / "clf.pt", ["a", "b", "c"], {})
     assert (lambda s: (s.skipped, s.ran, s.trained))(run_sweep(load_sweep(sweep_path), progress=False)) == (0, 2, 2)  # mse: no classifier
+    rows = read_rows(str(smoke / "out" / "results.csv"))  # with the new classifier
 
     # Another sweep (another output) with one of these taus reuses the cached model: nothing trains.
     text = (smoke / "sweep.yaml").read_text().replace("tau: [1, 100]", "tau: [100]").replace("output: out", "output: out2")
@@ -99,10 +102,9 @@ def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
     point = load_sweep(sweep_path).points[0]
     plan = plan_model(point.train, str(smoke / "models"))
     assert plan.stages[0].reused and plan.stages[0].export == str(smoke / "export" / "mse.pt")
-    assert not plan.stages[1].reused and plan.recipe["stages"][1]["init_from"] == plan.stages[0].export
+    assert not plan.stages[1].reused and plan.recipe["stages"][1]["variables"]["codec"] == plan.stages[0].export
     # A stage-1 change (another rate) retrains both stages.
-    bpp = plan_model(point.train.__class__(point.train.recipe, "sem", ("stages.mse.model.bpp=0.5",
-                                                                      "stages.sem.model.bpp=0.5"), ()), "m")
+    bpp = plan_model(point.train.__class__(point.train.recipe, "sem", ("variables.bpp=0.5",), ()), "m")
     assert not bpp.stages[0].reused and bpp.stages[0].key != plan.stages[0].key
     # Another training seed retrains both stages too (the recipe's export was trained with its own seed).
     seeded = plan_model(point.train.__class__(point.train.recipe, "sem", ("seed=1",), ()), "m")
@@ -111,13 +113,13 @@ def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
 
 def test_recipe_and_model_problems_are_sweep_errors_before_training(smoke, capsys):
     text = (smoke / "sweep.yaml").read_text()
-    (smoke / "bad.yaml").write_text(text.replace("stages.sem.loss.gsw.tau", "stages.sem.loss.gsw.tauu"))
+    (smoke / "bad.yaml").write_text(text.replace("stages.sem.variables.tau", "stages.sem.variables.tauu"))
     assert main(["sweep", str(smoke / "bad.yaml")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: {smoke / 'bad.yaml'}:11: method 'sd': ") and "tauu" in line
     # A rate the flowgraph does not expect is found by validating against the stand-in codec.
-    (smoke / "rate.yaml").write_text(text.replace("{stages.sem.loss.gsw.tau: $tau}",
-                                                  "{stages.sem.loss.gsw.tau: $tau, stages.sem.model.bpp: 0.5}"))
+    (smoke / "rate.yaml").write_text(text.replace("{stages.sem.variables.tau: $tau}",
+                                                  "{stages.sem.variables.tau: $tau, variables.bpp: 0.5}"))
     assert main(["sweep", str(smoke / "rate.yaml")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "parameter 'bpp' is 0.25 but checkpoint" in line and "codes 0.5 bpp" in line

@@ -10,41 +10,49 @@ import torch
 import yaml
 
 from conftest import make_image_folder
-from sdjscc_phy.errors import CheckpointError, RecipeError, RegistryError, TrainingError
-from sdjscc_phy.models.classifier import FEATURE_LAYERS, CifarClassifier, load_classifier
-from sdjscc_phy.training import Stage, Trainer, load_checkpoint, load_recipe, register_stage, train
 from sdjscc_phy.cli.main import main as jsccflow_main
+from sdjscc_phy.errors import CheckpointError, RecipeError, TrainingError
+from sdjscc_phy.models.classifier import FEATURE_LAYERS, CifarClassifier, load_classifier
+from sdjscc_phy.training import Trainer, load_checkpoint, load_recipe, train
 from sdjscc_phy.training.checkpoint import atomic_torch_save
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSIFIER_FLOWGRAPH = REPO / "flowgraphs" / "train" / "classifier.yaml"
 
 
 class StopRun(Exception):
     """Raised by a callback to kill a run between two steps."""
 
 
+def data_overrides(tmp_path: Path) -> list[str]:
+    """Flowgraph overrides that point the image source at the tiny data in ``tmp_path``."""
+    return [f"data_root={tmp_path / 'images'}", f"src.split_file={tmp_path / 'val.txt'}"]
+
+
 @pytest.fixture
 def recipe_path(tmp_path) -> Path:
-    """A 2-epoch recipe on 3 classes x 10 random 16x16 JPEGs (2 per class held out), tiny network."""
+    """A 2-epoch classifier recipe (flowgraphs/train/classifier.yaml) on 3 classes x 10 random 16x16 JPEGs
+    (2 per class held out), tiny network."""
     make_image_folder(tmp_path / "images", ("a", "b", "c"), 10, 16)
     (tmp_path / "val.txt").write_text("# held out\na/0.jpg\na/1.jpg\nb/0.jpg\nb/1.jpg\nc/0.jpg\nc/1.jpg\n")
     recipe = {
         "seed": 7,
         "output_dir": "runs",
+        "set": data_overrides(tmp_path),
         "stages": [{
-            "name": "clf", "kind": "classifier", "epochs": 2, "batch_size": 8, "precision": "fp32",
+            "name": "clf", "flowgraph": str(CLASSIFIER_FLOWGRAPH), "train": ["clf"],
+            "set": ["clf.widths=[8, 16, 16]", "clf.num_classes=3", "clf.whitening_images=16"],
+            "epochs": 2, "batch_size": 8, "precision": "fp32",
             "optimizer": {"name": "SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
                           "group_scales": {"norm_bias": {"lr": 4.0}}},
             "schedule": {"kind": "linear_warmup_decay", "warmup_fraction": 0.25, "start_factor": 0.2},
             "checkpoint_every_steps": 2,
             "export": "export/clf.pt",
-            "data": {"root": "images", "split_file": "val.txt"},
-            "model": {"widths": [8, 16, 16]},
-            "loss": {"label_smoothing": 0.2},
-            "augment": {"flip": True, "translate": 2},
-            "whitening_images": 16,
+            "validation": {"set": ["src.split=val"]},
         }],
     }
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
 
 
@@ -72,7 +80,7 @@ def test_run_writes_checkpoint_csv_and_export(recipe_path):
     assert ckpt["code_version"]["jsccflow"]
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert {"train_loss", "val_acc", "lr", "epoch_time_s"} <= set(rows[0])
+    assert {"train_loss", "val_accuracy", "val_loss_ce", "val_loss", "lr", "epoch_time_s"} <= set(rows[0])
     model = load_classifier(recipe_path.parent / "export" / "clf.pt")
     assert model.class_names == ("a", "b", "c") and model.metadata["metrics"] == results["clf"]
     x = torch.rand(4, 3, 16, 16)
@@ -83,7 +91,7 @@ def trained_model(recipe_path):
     """The trained fp32 model, rebuilt from the stage checkpoint."""
     ckpt = load_checkpoint(recipe_path.parent / "runs" / "clf" / "last.pt")
     model = CifarClassifier(widths=[8, 16, 16], num_classes=3)
-    model.load_state_dict(ckpt["modules"]["model"])
+    model.load_state_dict(ckpt["modules"]["clf.model"])
     return model.eval()
 
 
@@ -94,8 +102,8 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_loss_trajectory(recipe
     resumed, _ = run(recipe_path, "output_dir=killed", resume=True)
     # the last checkpoint was taken after step 4 (checkpoint_every_steps=2), so steps 5 and 6 run again
     assert resumed.step_losses == full.step_losses[4:]
-    a = load_checkpoint(recipe_path.parent / "full" / "clf" / "last.pt")["modules"]["model"]
-    b = load_checkpoint(recipe_path.parent / "killed" / "clf" / "last.pt")["modules"]["model"]
+    a = load_checkpoint(recipe_path.parent / "full" / "clf" / "last.pt")["modules"]["clf.model"]
+    b = load_checkpoint(recipe_path.parent / "killed" / "clf" / "last.pt")["modules"]["clf.model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -115,7 +123,7 @@ def test_corrupt_or_mismatched_checkpoint_is_a_checkpoint_error(recipe_path, dam
     elif damage == "truncated":
         ckpt.write_bytes(ckpt.read_bytes()[:1000])
     else:
-        overrides.append("stages.clf.model.widths=[8, 16, 32]")
+        overrides.append("stages.clf.set=clf.widths=[8, 16, 32]")
     with pytest.raises(CheckpointError, match="last.pt") as info:
         run(recipe_path, *overrides, resume=True)
     assert "\n" not in str(info.value)
@@ -125,21 +133,21 @@ def test_nan_loss_raises_training_error_and_keeps_the_last_good_checkpoint(recip
     def poison(trainer, stage, global_step, loss):
         if global_step == 3:
             with torch.no_grad():
-                stage.model.head.weight.fill_(float("nan"))
+                stage.fg.blocks["clf"].model.head.weight.fill_(float("nan"))
 
     with pytest.raises(TrainingError, match="nan.*last good checkpoint kept") as info:
         run(recipe_path, callbacks=[poison])
     assert "\n" not in str(info.value)
     ckpt = load_checkpoint(recipe_path.parent / "runs" / "clf" / "last.pt")
     assert ckpt["state"]["global_step"] == 2
-    assert all(torch.isfinite(v).all() for v in ckpt["modules"]["model"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in ckpt["modules"]["clf.model"].values() if v.is_floating_point())
 
 
 def test_nan_loss_mid_epoch_names_the_step(recipe_path):
     def poison(trainer, stage, global_step, loss):
         if global_step == 5:
             with torch.no_grad():
-                stage.model.head.weight.fill_(float("inf"))
+                stage.fg.blocks["clf"].model.head.weight.fill_(float("inf"))
 
     with pytest.raises(TrainingError, match="epoch 2 step 6: loss is nan"):
         run(recipe_path, callbacks=[poison])
@@ -152,31 +160,49 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("stages.clf.bogus=1", "unknown key 'bogus'"),
-    ("stages.clf.data.bogus=1", "unknown key 'data.bogus'"),
-    ("stages.clf.kind=nope", "kind must be one of"),
-    ("stages.clf.epochs=0", "epochs must be a positive integer"),
-    ("stages.clf.precision=fp8", "precision must be one of"),
+    ("stages.clf.bogus=1", "stage 'clf': key 'bogus': unknown parameter"),
+    ("stages.clf.validation.bogus=1", "stage 'clf': validation: key 'bogus': unknown parameter"),
+    ("stages.clf.epochs=0", "key 'epochs': must be in \\[1, inf\\]; got 0"),
+    ("stages.clf.precision=fp8", "key 'precision': must be one of"),
+    ("stages.clf.flowgraph=nope.yaml", "key 'flowgraph': file .*nope.yaml' does not exist"),
     ("stages.nope.epochs=1", "no element 'nope'"),
-    ("seed=abc", "seed must be an integer"),
-    ("device=tpu", "device must be auto, cpu, cuda or cuda:N; got 'tpu'"),
-])
-def test_recipe_errors_are_one_line_recipe_errors(recipe_path, override, message):
-    with pytest.raises(RecipeError, match=message) as info:
-        load_recipe(recipe_path, [override])
-    assert "\n" not in str(info.value)
-
-
-@pytest.mark.parametrize("override, message", [
+    ("seed=abc", "key 'seed': must be a int"),
+    ("device=tpu", "key 'device': must be auto, cpu, cuda or cuda:N; got 'tpu'"),
     ("stages.clf.optimizer.name=Nope", "torch.optim optimiser"),
-    ("stages.clf.optimizer.bogus=1", "optimizer SGD"),
+    ("stages.clf.optimizer.bogus=1", "SGD has no argument 'bogus'"),
     ("stages.clf.schedule.kind=nope", "schedule.kind must be one of"),
     ("stages.clf.schedule.bogus=1", "no parameter 'bogus'"),
     ("stages.clf.optimizer.clip_grad_norm=-1", "clip_grad_norm must be a positive number"),
 ])
-def test_optimizer_and_schedule_errors_are_recipe_errors(recipe_path, override, message):
-    with pytest.raises(RecipeError, match=message):
-        run(recipe_path, override)
+def test_recipe_errors_are_one_line_recipe_errors_with_file_and_line(recipe_path, override, message):
+    with pytest.raises(RecipeError, match=message) as info:
+        load_recipe(recipe_path, [override])
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(recipe_path))
+
+
+def test_every_recipe_error_is_reported_at_once_with_its_line(recipe_path):
+    text = recipe_path.read_text().replace("epochs: 2", "epochs: 0").replace("precision: fp32", "precision: fp8")
+    recipe_path.write_text(text)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe_path, ["stages.clf.batch_size=-1"])
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and {"epochs", "precision", "batch_size"} == {l.split("'")[3] for l in lines}
+    epochs_line = next(i for i, l in enumerate(text.splitlines(), 1) if "epochs: 0" in l)
+    assert any(l.startswith(f"{recipe_path}:{epochs_line}: ") and "epochs" in l for l in lines)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["stages.clf.train=[src]"], "train: block 'src' \\(image_source\\) has no torch path"),
+    (["stages.clf.train=[ce]"], "train: block 'ce' \\(cross_entropy\\) has no trainable parameters"),
+    (["stages.clf.train=[nope]"], "train: no block 'nope' in the flowgraph"),
+    (["stages.clf.set=ce.weight=-1"], "block 'ce': parameter 'weight': must be in"),
+    (["stages.clf.validation.set=[clf.logit_scale=0.5]"], "validation: set changes trained block 'clf'"),
+])
+def test_training_graph_errors_name_the_block(recipe_path, overrides, message):
+    with pytest.raises(RecipeError, match=message) as info:
+        load_recipe(recipe_path, overrides, check_flowgraphs=True)
+    assert not (recipe_path.parent / "runs").exists()
+    assert all(line.startswith(str(recipe_path)) for line in str(info.value).splitlines())
 
 
 def test_clip_grad_norm_clips_the_global_gradient_norm_before_each_step(recipe_path):
@@ -187,16 +213,12 @@ def test_clip_grad_norm_clips_the_global_gradient_norm_before_each_step(recipe_p
     assert tight.step_losses[0] == plain.step_losses[0] and tight.step_losses[1:] != plain.step_losses[1:]
 
 
-def test_overrides_parse_yaml_and_address_stages_by_name_or_index(recipe_path):
-    recipe = load_recipe(recipe_path, ["stages.0.batch_size=4", "stages.clf.model.widths=[4, 8, 8]"])
+def test_overrides_parse_yaml_address_stages_by_name_or_index_and_append_to_set(recipe_path):
+    recipe = load_recipe(recipe_path, ["stages.0.batch_size=4", "stages.clf.set=clf.widths=[4, 8, 8]"])
     stage = recipe["stages"][0]
-    assert stage["batch_size"] == 4 and stage["model"]["widths"] == [4, 8, 8]
-    assert Path(stage["data"]["root"]).is_absolute() and stage["data"]["train_limit"] is None
-
-
-def test_stage_kinds_register_once():
-    with pytest.raises(RegistryError, match="classifier"):
-        register_stage("classifier")(type("Twin", (Stage,), {}))
+    assert stage["batch_size"] == 4 and stage["set"][-1] == "clf.widths=[4, 8, 8]" and len(stage["set"]) == 4
+    assert Path(stage["flowgraph"]).is_absolute() and Path(stage["export"]).is_absolute()
+    assert load_recipe(recipe_path, ["stages.clf.set=[]"])["stages"][0]["set"] == []  # a list replaces
 
 
 def test_train_command_returns_2_with_one_line_on_user_error(tmp_path, capsys):
@@ -207,7 +229,7 @@ def test_train_command_returns_2_with_one_line_on_user_error(tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_device_without_a_gpu_is_a_one_line_error_before_anything_is_written(recipe_path, capsys):
     assert jsccflow_main(["train", str(recipe_path), "--no-progress", "--set=device=cuda"]) == 2
-    assert capsys.readouterr().err.strip() == "error: recipe: device: 'cuda' requested but no CUDA device is available"
+    assert "'cuda' requested but no CUDA device is available" in capsys.readouterr().err
     assert not (recipe_path.parent / "runs").exists()
 
 
@@ -272,22 +294,29 @@ def test_click_train_command_runs_a_recipe(recipe_path):
 
     result = CliRunner().invoke(train_command, [str(recipe_path), "--set", "stages.clf.epochs=1", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "val_acc" in result.output
+    assert "val_accuracy" in result.output
     assert "clf epoch 1/1: train_loss=" in result.stderr  # without a bar (e.g. a log file), one line per epoch
     result = CliRunner().invoke(train_command, [str(recipe_path), "--set", "stages.clf.bogus=1"])
     assert isinstance(result.exception, RecipeError)
 
 
-def test_alternating_flip_mirrors_each_image_in_every_other_epoch(recipe_path):
-    from sdjscc_phy.training import STAGE_KINDS
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch_only_in_training(recipe_path):
+    from sdjscc_phy.core.block import BatchContext
+    from sdjscc_phy.training.recipe import stage_flowgraphs
 
-    config = load_recipe(recipe_path, ["stages.clf.augment.flip=alternate"])["stages"][0]
-    stage = STAGE_KINDS["classifier"](config, seed=1)
-    stage.setup()
-    flips = [stage._epoch_plan(epoch)["flips"].clone() for epoch in range(3)]
+    recipe = load_recipe(recipe_path)
+    train_fg, _ = stage_flowgraphs(recipe, recipe["stages"][0])
+    src = train_fg.blocks["src"]
+
+    def plan(epoch, training=True):
+        ctx = BatchContext(0, 0, 8, "torch", torch.device("cpu"), 7, "src", 0, epoch, training)
+        src._plan_epoch = None
+        return src._epoch_plan(ctx)
+
+    flips = [plan(epoch)[1][0].clone() for epoch in range(3)]
     assert torch.equal(flips[1], ~flips[0]) and torch.equal(flips[2], flips[0])
-    with pytest.raises(RecipeError, match="augment.flip"):
-        STAGE_KINDS["classifier"]({**config, "augment": {"flip": "sometimes", "translate": 0}}, seed=1).setup()
+    assert plan(0, training=False)[1] is None  # validation and calibration see the images as they are
+    assert not torch.equal(plan(0)[0], plan(1)[0])  # a new order every epoch
 
 
 def test_resume_with_a_changed_recipe_is_refused(recipe_path):
@@ -299,15 +328,22 @@ def test_resume_with_a_changed_recipe_is_refused(recipe_path):
 
 
 def test_override_of_an_aliased_section_changes_one_stage_only(tmp_path):
-    """Stages sharing a section through a YAML alias (link: *link) get independent copies."""
-    from sdjscc_phy.training import load_recipe
-
+    """Stages sharing a section through a YAML alias (variables: *v) get independent copies."""
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         "output_dir: out\n"
         "stages:\n"
-        "  - {name: a, kind: jscc, link: &link {snr_db: 5.0}}\n"
-        "  - {name: b, kind: jscc, link: *link}\n"
+        f"  - {{name: a, flowgraph: {CLASSIFIER_FLOWGRAPH}, train: [clf], variables: &v {{label_smoothing: 0.1}}}}\n"
+        f"  - {{name: b, flowgraph: {CLASSIFIER_FLOWGRAPH}, train: [clf], variables: *v}}\n"
     )
-    loaded = load_recipe(recipe, ["stages.b.link.snr_db=10"])
-    assert [s["link"]["snr_db"] for s in loaded["stages"]] == [5.0, 10.0]
+    loaded = load_recipe(recipe, ["stages.b.variables.label_smoothing=0.3"], check_flowgraphs=False)
+    assert [s["variables"]["label_smoothing"] for s in loaded["stages"]] == [0.1, 0.3]
+
+
+def test_docs_describe_every_declared_recipe_key():
+    from sdjscc_phy.training.recipe import RECIPE_KEYS, STAGE_KEYS, VALIDATION_KEYS
+
+    text = (REPO / "docs" / "training.md").read_text()
+    missing = [p.name for p in RECIPE_KEYS + STAGE_KEYS if f"| `{p.name}` |" not in text]
+    missing += [p.name for p in VALIDATION_KEYS if f"`{p.name}`" not in text]
+    assert not missing, f"docs/training.md does not describe recipe keys {missing}"

@@ -5,6 +5,12 @@ implements ``process_host`` (numpy/Numba, fast, for running) and/or ``process_to
 for training). Both take and return ``{port name: batch tensor}``; the scheduler picks the path by the
 flowgraph's ``options.path`` and falls back to the one a block has. Blocks never mutate their inputs:
 one output may feed several inputs (fan-out).
+
+Training (:mod:`sdjscc_phy.training`) runs the torch path with autograd. A block takes part through
+a few declarations: ``differentiable`` (does its torch path pass gradients from outputs to inputs),
+``modules()`` (the torch modules it could train), ``train(mode)``, ``parameter_groups()``,
+``calibration_items()``/``calibrate()`` (statistics fitted on training items, e.g. GSW weights or class
+subspaces) and the classmethod ``export()`` (writes the inference checkpoint of trained blocks).
 """
 
 from __future__ import annotations
@@ -28,13 +34,15 @@ torch = lazy_import("torch")
 Batch = dict[str, "torch.Tensor"]
 
 
-def derive_key(seed: int, block_id: str, batch_index: int | None = None) -> int:
+def derive_key(seed: int, block_id: str, batch_index: int | None = None, epoch: int | None = None) -> int:
     """A 63-bit key for one block's random stream (in one batch, or for the whole run), from the seed.
 
     Keys depend on the block id (not on block order), so adding a block does not change the noise
-    another block draws.
+    another block draws. ``epoch`` (training only; -1 = the calibration pass) adds one more level, so
+    every (seed, epoch, batch) of a training run draws its own noise and a resume draws it again.
     """
     spawn_key = (zlib.crc32(block_id.encode()),) + (() if batch_index is None else (batch_index,))
+    spawn_key += () if epoch is None else (epoch + 1,)
     seq = np.random.SeedSequence(entropy=seed, spawn_key=spawn_key)
     return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
@@ -53,6 +61,8 @@ class BatchContext:
         block_id: id of the block processing the batch.
         run_key: seed-derived key for this block over the whole run; counter-based kernels use it with
             ``start`` as row offset, so their draws do not depend on the batch size.
+        epoch: training epoch (None outside training; -1 for the calibration pass).
+        training: the trainer's training mode: augmentation on, gradients flow.
     """
 
     batch_index: int
@@ -63,11 +73,13 @@ class BatchContext:
     seed: int
     block_id: str
     run_key: int
+    epoch: int | None = None
+    training: bool = False
 
     @cached_property
     def key(self) -> int:
         """Seed-derived 63-bit key for this block and batch (derived only when a block asks for it)."""
-        return derive_key(self.seed, self.block_id, self.batch_index)
+        return derive_key(self.seed, self.block_id, self.batch_index, self.epoch)
 
     @cached_property
     def generator(self) -> torch.Generator:
@@ -109,6 +121,11 @@ class Block:
     inputs: ClassVar[tuple[Port, ...]] = ()
     outputs: ClassVar[tuple[Port, ...]] = ()
     params: ClassVar[tuple[Param, ...]] = ()
+    #: Whether the torch path passes gradients from its (float) outputs to its inputs. Training refuses
+    #: a flowgraph with a non-differentiable block between a trained block and a loss.
+    differentiable: ClassVar[bool] = True
+    #: Whether :meth:`calibrate` runs again before every validation pass (statistics of a changing model).
+    recalibrate: ClassVar[bool] = False
 
     def __init__(self, block_id: str = "", **params: Any):
         self.id = block_id or self.type_name
@@ -216,6 +233,34 @@ class Block:
     def results(self) -> dict[str, float]:
         """For sinks: metrics accumulated over the run."""
         return {}
+
+    # -- training hooks ------------------------------------------------------------------------
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The torch modules this block can train, by name (checkpoints store them under ``<id>.<name>``)."""
+        return {}
+
+    def train(self, mode: bool = True) -> None:
+        """Put the modules in training (``True``) or evaluation mode."""
+        for module in self.modules().values():
+            module.train(mode)
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        """Trainable parameters by group name (``optimizer.group_scales`` in a recipe scales a group)."""
+        return {"default": [p for m in self.modules().values() for p in m.parameters() if p.requires_grad]}
+
+    def calibration_items(self) -> int:
+        """Training items :meth:`calibrate` must see before training starts (0: no calibration)."""
+        return 0
+
+    def calibrate(self, batches: list[Batch]) -> None:
+        """Fit statistics (not trained by gradients) from this block's inputs over the calibration items."""
+
+    @classmethod
+    def export(cls, blocks: list[Block], path: str, metadata: dict) -> None:
+        """Write the inference checkpoint of ``blocks`` (blocks of this family, trained together) to ``path``."""
+        from sdjscc_phy.errors import RecipeError
+
+        raise RecipeError(f"block type '{cls.type_name}' has no export format")
 
     def close(self, completed: bool) -> None:
         """Release resources after the run: finalise outputs if ``completed``, else discard partial files."""

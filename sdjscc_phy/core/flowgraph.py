@@ -79,6 +79,7 @@ class Flowgraph:
     output_shapes: dict[tuple[str, str], Shape] = field(default_factory=dict)
     input_shapes: dict[str, dict[str, Shape]] = field(default_factory=dict)
     output_tags: dict[tuple[str, str], dict] = field(default_factory=dict)
+    block_lines: dict[str, int] = field(default_factory=dict)  # line of each block in the file
 
     def upstream(self, block_id: str) -> dict[str, tuple[str, str]]:
         """``{input port: (source block, source port)}`` for one block."""
@@ -161,7 +162,7 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
 
     blocks, block_lines = _build_blocks(raw_blocks, variables, errors)
     connections = _parse_connections(raw_connections, blocks, set(block_lines), errors)
-    fg = Flowgraph(path, options, dict(variables), blocks, connections)
+    fg = Flowgraph(path, options, dict(variables), blocks, connections, block_lines=block_lines)
     if not errors.lines:
         _check_ports_connected(fg, block_lines, errors)
     if not errors.lines:

@@ -134,7 +134,8 @@ class Param:
         elif kind == "mapping":
             if isinstance(value, dict):
                 return value
-        raise ParameterError(f"must be a {kind}; got {type(value).__name__} {brief(value)}")
+        builtin = next(t for t in type(value).__mro__ if t.__module__ == "builtins")  # not the YAML loader's LineList
+        raise ParameterError(f"must be a {kind}; got {builtin.__name__} {brief(value)}")
 
 
 def resolve_params(declared: tuple[Param, ...], given: dict[str, Any]) -> tuple[SimpleNamespace, list[str]]:

@@ -50,6 +50,8 @@ class Port:
         shape: item shape; ints are fixed sizes, strings are symbols bound per graph.
         doc: one-line description, with units.
         optional: an input that may stay unconnected.
+        differentiable: for an output, whether its torch-path value depends differentiably on the block's
+            inputs (a channel's noise variance does not); int64 outputs never do.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Port:
     shape: Shape
     doc: str = ""
     optional: bool = False
+    differentiable: bool = True
 
     def __post_init__(self):
         if self.dtype not in PORT_DTYPES and self.dtype != ANY_DTYPE:

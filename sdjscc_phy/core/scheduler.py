@@ -86,15 +86,19 @@ class Scheduler:
                                      self.fg.input_shapes.get(block_id, {}), outputs,
                                      frozenset(self._connected_outputs[block_id]), batch_sizes))
 
-    def run_batch(self, batch_index: int, start: int, batch_size: int) -> dict[tuple[str, str], torch.Tensor]:
-        """Process items ``[start, start + batch_size)`` through every block, in topological order; returns
-        every port's tensor of this batch by ``(block id, port)`` (figures read them; the run drops them)."""
+    def run_batch(self, batch_index: int, start: int, batch_size: int, epoch: int | None = None,
+                  training: bool = False, only: set[str] | None = None) -> dict[tuple[str, str], torch.Tensor]:
+        """Process items ``[start, start + batch_size)`` through every block (or the blocks in ``only``), in
+        topological order; returns every port's tensor of this batch by ``(block id, port)`` (figures read
+        them; the run drops them). ``epoch`` and ``training``: see :class:`BatchContext`."""
         values: dict[tuple[str, str], torch.Tensor] = {}
         seed = self.fg.options.seed
         for block_id, block in self.fg.blocks.items():
+            if only is not None and block_id not in only:
+                continue
             inputs = {port: values[src] for port, src in self._inputs_of[block_id].items()}
             ctx = BatchContext(batch_index, start, batch_size, self.path, self.device, seed, block_id,
-                               self._run_keys[block_id])
+                               self._run_keys[block_id], epoch, training)
             outputs = block.process(inputs, ctx)
             self._check_outputs(block, outputs, batch_size)
             for port, tensor in outputs.items():

@@ -9,3 +9,8 @@ DOWNSAMPLING = 4
 #: stride ``DETECTOR_STRIDE``. Here for the same reason as DOWNSAMPLING.
 DETECTOR_INPUT_MULTIPLE = 16
 DETECTOR_STRIDE = 4
+
+#: The task classifier's layers whose feature maps a semantic or contrastive loss compares, and the ways
+#: SD-JSCC's GSW weights them (eqs. 8-10, sdjscc_phy.training.gsw). Here for the same reason as DOWNSAMPLING.
+FEATURE_LAYERS = ("stem", "block1", "block2", "block3", "pool", "logits")
+GSW_MODES = ("paper", "true_class", "predicted_class", "magnitude", "off")

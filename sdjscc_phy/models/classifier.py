@@ -18,13 +18,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sdjscc_phy.models import FEATURE_LAYERS
 from sdjscc_phy.models.checkpoints import load_export
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # "pool" is block3 global-max-pooled ([B, K, 1, 1]): the representation the linear head reads;
 # "logits" are the class scores as C maps of 1 x 1 (eq. 13 on them is logit matching).
-FEATURE_LAYERS = ("stem", "block1", "block2", "block3", "pool", "logits")
 _CONV_GROUPS = ("block1", "block2", "block3")
 SHIPPED_CHECKPOINT = "classifier_cifar10"
 EXPORT_FORMAT = "jsccflow-classifier"

@@ -1,7 +1,8 @@
 """The SD-JSCC / deep-JSCC codec (paper Sec. III-C, Fig. 3).
 
 Encoder: strided convolutions and residual blocks, then a sigmoid head whose outputs ``e`` in [0, 1]
-are binarized (eq. 14). Decoder: convolutions, residual blocks and upsampling from the soft bits the
+are binarized (eq. 14); an *analog* codec (deep JSCC of Bourtsoulatze et al. 2019) has a linear head
+instead, whose outputs a power normaliser turns into complex channel symbols. Decoder: convolutions, residual blocks and upsampling from the soft bits the
 demapper delivers (P(b = 1), in [0, 1]) back to an image in [0, 1]. The encoder downsamples by 4, so
 any image whose sides are divisible by 4 works (CIFAR 32x32, STL 96x96); the code has
 ``code_channels`` x H/4 x W/4 bits, i.e. ``bpp = code_channels / 16`` bits per pixel.
@@ -28,11 +29,6 @@ def code_channels_for_bpp(bpp: float) -> int:
     return int(round(channels))
 
 
-def bpp_for_bandwidth_ratio(bandwidth_ratio: float, num_bits_per_symbol: int) -> float:
-    """bpp equivalent to k/n = complex symbols / (3·H·W) real values: bpp = 3 · k/n · bits/symbol."""
-    return 3.0 * bandwidth_ratio * num_bits_per_symbol
-
-
 @dataclass(frozen=True)
 class JsccConfig:
     """Codec size: ``width`` channels at H/4, ``width // 2`` at H/2 and ``width // 4`` at full resolution.
@@ -40,27 +36,21 @@ class JsccConfig:
     ``logit_scale``: the encoder's sigmoid reads ``logit_scale`` x its last convolution. The bits
     (e > 0.5) depend only on the sign, so the scale changes training, not the code: below 1 it keeps
     outputs off the sigmoid's flat tails, where the straight-through gradient no longer reaches the encoder.
+
+    ``analog``: linear encoder head (real values, no binarizer) and a decoder that reads the received
+    real values as they are (a digital decoder reads 2 P(b=1) - 1).
     """
 
     code_channels: int = 4
     width: int = 64
     num_res_blocks: int = 1
     logit_scale: float = 1.0
+    analog: bool = False
 
     def __post_init__(self):
         scale = self.logit_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
             raise ParameterError(f"model.logit_scale must be a number > 0; got {scale!r}")
-
-
-def codec_config(model: dict, num_bits_per_symbol: int) -> JsccConfig:
-    """The codec of a recipe's ``model`` section (``bpp`` or ``bandwidth_ratio``, ``width``,
-    ``num_res_blocks``, ``logit_scale``) on a link of ``num_bits_per_symbol``."""
-    bpp = model["bpp"]
-    if model.get("bandwidth_ratio") is not None:  # k/n given instead of bpp (docs/conventions.md)
-        bpp = bpp_for_bandwidth_ratio(model["bandwidth_ratio"], num_bits_per_symbol)
-    return JsccConfig(code_channels_for_bpp(bpp), model["width"], model["num_res_blocks"],
-                      model.get("logit_scale", 1.0))
 
 
 class ResidualBlock(nn.Module):
@@ -93,6 +83,7 @@ class JsccEncoder(nn.Module):
         super().__init__()
         w, r = config.width, config.num_res_blocks
         self.logit_scale = config.logit_scale
+        self.analog = config.analog
         self.net = nn.Sequential(
             nn.Conv2d(3, w // 2, 5, stride=2, padding=2), nn.PReLU(w // 2), *_res_stack(w // 2, r),
             nn.Conv2d(w // 2, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
@@ -100,7 +91,8 @@ class JsccEncoder(nn.Module):
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logit_scale * self.net(image * 2.0 - 1.0)).flatten(1)
+        logits = self.net(image * 2.0 - 1.0).flatten(1)
+        return logits if self.analog else torch.sigmoid(self.logit_scale * logits)
 
 
 class JsccDecoder(nn.Module):
@@ -110,6 +102,7 @@ class JsccDecoder(nn.Module):
         super().__init__()
         w, r = config.width, config.num_res_blocks
         self.code_channels = config.code_channels
+        self.analog = config.analog
         self.net = nn.Sequential(
             nn.Conv2d(config.code_channels, w, 3, padding=1), nn.PReLU(w), *_res_stack(w, r),
             *_upsample(w, w // 2), *_res_stack(w // 2, r),
@@ -119,7 +112,7 @@ class JsccDecoder(nn.Module):
 
     def forward(self, soft_bits: torch.Tensor, height: int, width: int) -> torch.Tensor:
         grid = soft_bits.reshape(-1, self.code_channels, height // DOWNSAMPLING, width // DOWNSAMPLING)
-        return torch.sigmoid(self.net(grid * 2.0 - 1.0))
+        return torch.sigmoid(self.net(grid if self.analog else grid * 2.0 - 1.0))
 
 
 class JsccCodec(nn.Module):
@@ -139,24 +132,23 @@ EXPORT_FORMAT = "jsccflow-jscc"
 EXPORT_VERSION = 1
 
 
-def export_codec(codec: JsccCodec, path: str | Path, link: dict, metadata: dict) -> None:
-    """Write the inference checkpoint: fp16 weights, codec config, the training link and ``metadata``."""
+def export_codec(codec: JsccCodec, path: str | Path, metadata: dict) -> None:
+    """Write the inference checkpoint: fp16 weights, codec config and ``metadata`` (metrics, the training
+    recipe stage with its flowgraph, code version)."""
     from sdjscc_phy.training.checkpoint import atomic_torch_save  # training imports this module
 
     state = {k: v.cpu().half() if v.is_floating_point() else v.cpu() for k, v in codec.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": codec.config_dict(),
-               "link": dict(link), "state_dict": state, **metadata}
+               "state_dict": state, **metadata}
     atomic_torch_save(payload, path)
 
 
 def load_codec(name_or_path: str, map_location: str | torch.device = "cpu") -> JsccCodec:
     """Load an exported codec (shipped name or path) in eval mode with fp32 weights.
 
-    The checkpoint's training link and metadata are attached as ``codec.link`` / ``codec.metadata``.
+    The checkpoint's metadata is attached as ``codec.metadata``.
     """
     codec, info = load_export(name_or_path, EXPORT_FORMAT, "codec",
-                              lambda payload: JsccCodec(JsccConfig(**payload["config"])), map_location,
-                              fields={"link": dict})
-    codec.link = dict(info.get("link", {}))
+                              lambda payload: JsccCodec(JsccConfig(**payload["config"])), map_location)
     codec.metadata = info
     return codec

@@ -156,23 +156,21 @@ class MultitaskJscc(nn.Module):
             self.class_bases[j, :, : basis.shape[1]] = basis
 
 
-def export_multitask(model: MultitaskJscc, path: str | Path, link: dict, metadata: dict) -> None:
-    """Write the inference checkpoint: fp16 weights (fp32 class statistics), config, link, ``metadata``."""
+def export_multitask(model: MultitaskJscc, path: str | Path, metadata: dict) -> None:
+    """Write the inference checkpoint: fp16 weights (fp32 class statistics), config and ``metadata``."""
     from sdjscc_phy.training.checkpoint import atomic_torch_save  # training imports this module
 
     keep = ("class_bases", "class_means")
     state = {k: v.cpu().half() if v.is_floating_point() and k not in keep else v.cpu()
              for k, v in model.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": model.config_dict(),
-               "link": dict(link), "state_dict": state, **metadata}
+               "state_dict": state, **metadata}
     atomic_torch_save(payload, path)
 
 
 def load_multitask(name_or_path: str, map_location: str | torch.device = "cpu") -> MultitaskJscc:
-    """Load an exported multi-task codec (shipped name or path) in eval mode; ``.link`` / ``.metadata`` attached."""
+    """Load an exported multi-task codec (shipped name or path) in eval mode; ``.metadata`` attached."""
     model, info = load_export(name_or_path, EXPORT_FORMAT, "multi-task codec",
-                              lambda payload: MultitaskJscc(MultitaskConfig(**payload["config"])), map_location,
-                              fields={"link": dict})
-    model.link = dict(info.get("link", {}))
+                              lambda payload: MultitaskJscc(MultitaskConfig(**payload["config"])), map_location)
     model.metadata = info
     return model

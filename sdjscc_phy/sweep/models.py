@@ -1,16 +1,18 @@
 """Models a sweep trains: plans keyed by recipe hash, the cache that holds them, stage-1 reuse.
 
 A method with ``train: {recipe, stage, set}`` needs the export of ``stage`` from the recipe with those
-overrides. Every stage the target depends on (through ``init_from``/``classifier`` pointing at an
-earlier stage's export) gets a key: SHA-256 of its resolved configuration (everything but where files
-go), the recipe seed, its position, and the keys or file digests of what it loads. So:
+overrides. A stage depends on an earlier one when one of its flowgraph ``variables`` or ``set`` values
+names the earlier stage's export (its path, or its shipped name: ``codec: deepjscc_awgn``). Every stage
+the target depends on gets a key: SHA-256 of its resolved configuration (everything but where files go),
+the recipe-wide variables and overrides, the recipe seed, its position, and the keys or file digests of
+what it loads. So:
 
 - a stage whose configuration the overrides leave as the recipe has it, and whose export exists (the
   shipped ``deepjscc_awgn.pt`` for stage ``deepjscc`` of ``recipes/sdjscc_cifar10.yaml``), is reused
-  as it is: changing only stage-2 parameters (``gsw.tau``, ``gsw.mode``) retrains only stage 2, from
-  the shipped stage-1 model (the paper's procedure);
+  as it is: changing only stage-2 parameters (``variables.tau``, ``variables.gsw_mode``) retrains only
+  stage 2, from the shipped stage-1 model (the paper's procedure);
 - any other stage is trained once into ``<models>/<stage>-<key>/`` (``jsccflow train`` with ``--stage``
-  and ``init_from`` rewired to the cached upstream export), resumably, and reused by every later point
+  and its references rewired to the cached upstream export), resumably, and reused by every later point
   or sweep whose resolved stage has the same key.
 """
 
@@ -22,13 +24,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdjscc_phy.errors import JsccflowError, RecipeError
+from sdjscc_phy.errors import RecipeError
 from sdjscc_phy.io.paths import is_file
+from sdjscc_phy.models.checkpoints import resolve_checkpoint
 from sdjscc_phy.sweep.spec import TrainSpec, file_digest
-from sdjscc_phy.training.recipe import get_dotted, set_dotted
 
 # Stage keys that say where files go or how often to checkpoint: not part of what a stage computes.
-_FREE_KEYS = ("export", "checkpoint_every_steps")
+_FREE_KEYS = ("export", "checkpoint_every_steps", "index", "lines")
 
 
 @dataclass
@@ -67,36 +69,33 @@ class ModelPlan:
 def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
     """Resolve the recipe with the overrides and key each needed stage; RecipeError when it is invalid."""
     from sdjscc_phy.training import load_recipe
-    from sdjscc_phy.training.stages import STAGE_KINDS
 
-    base = load_recipe(train.recipe)
-    recipe = load_recipe(train.recipe, list(train.overrides))
+    base = load_recipe(train.recipe, check_flowgraphs=False)
+    recipe = load_recipe(train.recipe, list(train.overrides), check_flowgraphs=False)
     names = [s["name"] for s in recipe["stages"]]
     if train.stage not in names:
         raise RecipeError(f"recipe '{train.recipe}' has no stage '{train.stage}' (stages: {', '.join(names)})")
-    by_export = {s["export"]: i for i, s in enumerate(recipe["stages"]) if s["export"]}
-    target = names.index(train.stage)
-    needed = _dependencies(recipe, target, by_export, STAGE_KINDS)
+    needed = _dependencies(recipe, names.index(train.stage))
     plans: dict[int, StagePlan] = {}
     rewired = copy.deepcopy(recipe)
+    shared = {"variables": recipe["variables"], "set": recipe["set"], "seed": recipe["seed"]}
+    same_shared = shared == {"variables": base["variables"], "set": base["set"], "seed": base["seed"]}
     for index in sorted(needed):
         config = rewired["stages"][index]
-        path_keys = STAGE_KINDS[config["kind"]].PATH_KEYS
+        unchanged = same_shared and index < len(base["stages"]) and _identity(config) == _identity(base["stages"][index])
         inputs, depends = {}, []
-        unchanged = (index < len(base["stages"]) and recipe["seed"] == base["seed"]
-                     and _identity(config, ()) == _identity(base["stages"][index], ()))
-        for key in path_keys:
-            value = get_dotted(config, key)
-            upstream = by_export.get(value) if value else None
-            if upstream is not None and upstream < index:
+        for ref, value in _values(config):
+            upstream = _upstream(recipe, index, value)
+            if upstream is not None:
                 plan = plans[upstream]
-                set_dotted(config, key, plan.export)
-                inputs[key] = plan.key
+                _set_value(config, ref, plan.export)
+                inputs[ref] = plan.key
                 depends.append(plan.key)
                 unchanged = unchanged and plan.reused
-            elif value and is_file(value):
-                inputs[key] = file_digest(value)
-        identity = {"stage": _identity(config, path_keys), "inputs": inputs, "seed": recipe["seed"] + index}
+            elif isinstance(value, str) and is_file(resolve_checkpoint(value)):
+                inputs[ref] = file_digest(str(resolve_checkpoint(value)))
+        identity = {"stage": _identity(config, blank=set(inputs)), "shared": shared, "inputs": inputs,
+                    "seed": recipe["seed"] + index}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         original = base["stages"][index]["export"] if index < len(base["stages"]) else None
         if unchanged and original and is_file(original):
@@ -108,7 +107,33 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
     return ModelPlan(train, rewired, [plans[i] for i in sorted(plans)])
 
 
-def _dependencies(recipe: dict, target: int, by_export: dict, kinds: dict) -> set[int]:
+def _values(config: dict) -> list[tuple[str, object]]:
+    """``(reference, value)`` of a stage's flowgraph variables (``variables.NAME``) and overrides (``set.I``)."""
+    refs = [(f"variables.{k}", v) for k, v in config["variables"].items()]
+    return refs + [(f"set.{i}", text.partition("=")[2]) for i, text in enumerate(config["set"])]
+
+
+def _set_value(config: dict, ref: str, value: str) -> None:
+    kind, _, name = ref.partition(".")
+    if kind == "variables":
+        config["variables"][name] = value
+    else:
+        index = int(name)
+        config["set"][index] = f"{config['set'][index].partition('=')[0]}={value}"
+
+
+def _upstream(recipe: dict, index: int, value) -> int | None:
+    """The earlier stage whose export ``value`` names (path or shipped name), if any."""
+    if not isinstance(value, str) or not value:
+        return None
+    for earlier in recipe["stages"][:index]:
+        export = earlier["export"]
+        if export and (value == Path(export).stem or str(Path(value).expanduser().resolve()) == export):
+            return earlier["index"]
+    return None
+
+
+def _dependencies(recipe: dict, target: int) -> set[int]:
     """``target`` and every earlier stage whose export it (transitively) loads."""
     needed, todo = set(), [target]
     while todo:
@@ -116,22 +141,16 @@ def _dependencies(recipe: dict, target: int, by_export: dict, kinds: dict) -> se
         if index in needed:
             continue
         needed.add(index)
-        config = recipe["stages"][index]
-        for key in kinds[config["kind"]].PATH_KEYS:
-            upstream = by_export.get(get_dotted(config, key))
-            if upstream is not None and upstream < index:
-                todo.append(upstream)
+        todo.extend(u for _, v in _values(recipe["stages"][index]) if (u := _upstream(recipe, index, v)) is not None)
     return needed
 
 
-def _identity(config: dict, path_keys: tuple[str, ...]) -> dict:
-    """A stage's configuration without the keys that do not change what it computes."""
-    out = copy.deepcopy(config)
-    for key in _FREE_KEYS:
-        out.pop(key, None)
-    for key in path_keys:  # loaded checkpoints enter the key by content, not by where they lie
-        if key in ("init_from", "classifier"):
-            set_dotted(out, key, None)
+def _identity(config: dict, blank: set[str] = frozenset()) -> dict:
+    """A stage's configuration without the keys that do not change what it computes; loaded checkpoints
+    (``blank`` references) enter the key by content, not by where they lie."""
+    out = copy.deepcopy({k: v for k, v in config.items() if k not in _FREE_KEYS})
+    for ref in blank:
+        _set_value(out, ref, "")
     return out
 
 
@@ -163,18 +182,20 @@ def train_stage(plan: ModelPlan, stage: StagePlan, progress: bool = False) -> st
 
 
 def write_standin(plan: ModelPlan, path: Path) -> bool:
-    """An untrained export with the target stage's model and link, so a flowgraph can be validated before
-    training; False for stage kinds without one (the flowgraph then validates with its own checkpoint)."""
-    config = plan.target
-    if config["kind"] != "jscc":
-        return False
-    from sdjscc_phy.models.jscc import JsccCodec, codec_config, export_codec
-    from sdjscc_phy.phy.link import LinkConfig
+    """An untrained export of the target stage's trained blocks, so a flowgraph can be validated before
+    training: the target's flowgraph with every reference to a stage export not trained yet set to null
+    (a fresh model built from the block's architecture parameters); False when the stage has no export."""
+    from sdjscc_phy.training.recipe import export_groups, stage_flowgraphs
 
-    try:
-        link = LinkConfig(**config["link"])
-        codec = JsccCodec(codec_config(config["model"], link.num_bits_per_symbol))
-    except (JsccflowError, TypeError, ValueError) as exc:
-        raise RecipeError(f"recipe '{plan.train.recipe}': stage '{config['name']}': {exc}") from None
-    export_codec(codec, path, link.as_dict(), {"standin": True})
+    recipe = copy.deepcopy(plan.recipe)
+    config = next(s for s in recipe["stages"] if s["name"] == plan.stages[-1].name)
+    if not config["export"]:
+        return False
+    pending = {s.export for s in plan.stages if not s.ready}
+    for ref, value in _values(config):
+        if isinstance(value, str) and value in pending:
+            _set_value(config, ref, None if ref.startswith("variables.") else "null")
+    train_fg, _ = stage_flowgraphs(recipe, config)
+    blocks = export_groups(train_fg, config["train"])
+    type(blocks[0]).export(blocks, str(path), {"standin": True})
     return True

@@ -1,12 +1,7 @@
-"""Training: recipes, the stage-kind registry, the trainer and its checkpoints.
+"""Training: recipes, the trainer that optimises a flowgraph's blocks, its checkpoints, and the loss math."""
 
-Importing this package registers the built-in stage kinds (``classifier``, ``jscc``, ``multitask``).
-"""
-
-from sdjscc_phy.training import classifier_stage, jscc_stage, multitask_stage  # noqa: F401  (register their stage kinds)
 from sdjscc_phy.training.checkpoint import load_checkpoint
 from sdjscc_phy.training.recipe import load_recipe
-from sdjscc_phy.training.stages import STAGE_KINDS, Stage, register_stage
 from sdjscc_phy.training.trainer import Trainer, train
 
-__all__ = ["STAGE_KINDS", "Stage", "Trainer", "load_checkpoint", "load_recipe", "register_stage", "train"]
+__all__ = ["Trainer", "load_checkpoint", "load_recipe", "train"]

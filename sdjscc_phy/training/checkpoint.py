@@ -48,7 +48,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if ckpt.get("version") != TRAIN_VERSION:
         raise CheckpointError(f"checkpoint '{path}' has format version {ckpt.get('version')}; expected {TRAIN_VERSION}")
     where = f"checkpoint '{path}'"
-    check_fields(ckpt, {"stage": str, "kind": str, "modules": dict, "optimizer": dict, "rng": dict, "state": dict,
+    check_fields(ckpt, {"stage": str, "modules": dict, "optimizer": dict, "rng": dict, "state": dict,
                         "recipe": dict}, where)
     check_fields(ckpt["state"], {"epoch": int, "step_in_epoch": int, "global_step": int, "finished": bool,
                                  "history": list, "metrics": dict}, f"{where}: state")

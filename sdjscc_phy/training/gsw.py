@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 
 from sdjscc_phy.errors import RecipeError
+from sdjscc_phy.models import GSW_MODES
 
-GSW_MODES = ("paper", "true_class", "predicted_class", "magnitude", "off")
 
 
 def channel_gradients(classifier, images: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,10 +1,16 @@
-"""The trainer: runs a recipe's stages with checkpoints, exact resume, CSV curves and a NaN guard.
+"""The trainer: optimises the blocks of a flowgraph, with checkpoints, exact resume, CSV curves and a NaN guard.
 
-Per stage it writes ``<output_dir>/<stage>/last.pt`` (atomically, at the end of every epoch and every
+Per stage it loads the stage's flowgraph twice (training and validation runs, see
+:func:`~sdjscc_phy.training.recipe.stage_flowgraphs`), lets blocks calibrate on training items, then runs
+the training flowgraph's torch path with autograd batch by batch and minimises the sum of its loss blocks'
+``weight`` x loss over the parameters of the ``train`` blocks. After every epoch it runs the validation
+flowgraph in evaluation mode; its sinks' metrics (prefixed ``val_``) are the epoch's figures.
+
+It writes ``<output_dir>/<stage>/last.pt`` (atomically, at the end of every epoch and every
 ``checkpoint_every_steps`` steps) and ``<output_dir>/<stage>/log.csv`` (one row per epoch: train loss,
-validation metrics, learning rate, epoch time). ``resume=True`` continues from ``last.pt``: data order
-is a function of (seed, epoch, batch index) and the learning rate a function of the step, so the
-resumed loss trajectory equals an uninterrupted run's.
+validation metrics, learning rate, epoch time). ``resume=True`` continues from ``last.pt``: data order,
+augmentation and channel noise are functions of (seed, stage, epoch, batch index) and the learning rate a
+function of the step, so the resumed loss trajectory equals an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -22,19 +28,141 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from sdjscc_phy.core.scheduler import resolve_device
+from sdjscc_phy.core.flowgraph import Flowgraph
+from sdjscc_phy.core.loss import LossBlock
+from sdjscc_phy.core.scheduler import Scheduler, count_items, resolve_device
 from sdjscc_phy.errors import CheckpointError, RecipeError, TrainingError
+from sdjscc_phy.io.paths import check_output_file, check_output_folder
 from sdjscc_phy.io.paths import check_output_file, check_output_folder
 from sdjscc_phy.training.checkpoint import (
     TRAIN_FORMAT, TRAIN_VERSION, atomic_torch_save, code_version, load_checkpoint, rng_state, seed_everything,
     set_rng_state,
 )
 from sdjscc_phy.training.optim import build_optimizer, clip_grad_norm, schedule_factor
-from sdjscc_phy.training.recipe import load_recipe
-from sdjscc_phy.training.stages import STAGE_KINDS, Stage
+from sdjscc_phy.training.recipe import FREE_KEYS, export_groups, load_recipe, stage_flowgraphs
 
 # on_step(trainer, stage, global_step, loss) runs after every optimiser step (tests stop runs with it).
-StepCallback = Callable[["Trainer", Stage, int, float], None]
+StepCallback = Callable[["Trainer", "StageRun", int, float], None]
+
+
+class StageRun:
+    """One stage being trained: its flowgraphs, schedulers, trained blocks and loss blocks."""
+
+    def __init__(self, recipe: dict, stage: dict, device: torch.device):
+        self.config = stage
+        self.name = stage["name"]
+        self.device = device
+        self.fg, self.val_fg = stage_flowgraphs(recipe, stage)
+        self.trained = [self.fg.blocks[b] for b in stage["train"]]
+        # a training step runs only what the weighted losses need (metric sinks, their classifiers and losses
+        # of weight 0 wait for validation)
+        self.losses = [b for b in self.fg.blocks.values() if isinstance(b, LossBlock) and b.p.weight > 0]
+        self.needed = {b.id for b in self.losses} | {a for b in self.losses for a in _ancestors(self.fg, b.id)}
+        for block in self.fg.blocks.values():  # frozen blocks pass gradients on but keep their weights
+            if block.id not in stage["train"]:
+                for module in block.modules().values():
+                    module.requires_grad_(False)
+                block.train(False)
+        self.scheduler, self.val_scheduler = Scheduler(self.fg), Scheduler(self.val_fg)
+        self.scheduler.setup()
+        self.items = count_items(self.fg)
+        self.batch_size = stage["batch_size"]
+        self.monitor = stage["monitor"]
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The trained modules by ``<block id>.<name>`` (what a checkpoint holds)."""
+        return {f"{b.id}.{name}": m for b in self.trained for name, m in b.modules().items()}
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        groups: dict[str, list[torch.nn.Parameter]] = {}
+        for block in self.trained:
+            for name, params in block.parameter_groups().items():
+                groups.setdefault(name, []).extend(p for p in params if p.requires_grad)
+        return groups
+
+    def num_batches(self) -> int:
+        return -(-self.items // self.batch_size)
+
+    def set_training(self, mode: bool) -> None:
+        for block in self.trained:
+            block.train(mode)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config["precision"] == "bf16")
+
+    def training_loss(self, epoch: int, index: int) -> torch.Tensor:
+        """The objective of batch ``index`` of ``epoch``: sum of weight x loss over the loss blocks."""
+        start = index * self.batch_size
+        size = min(self.batch_size, self.items - start)
+        with self.autocast():
+            self.scheduler.run_batch(index, start, size, epoch=epoch, training=True, only=self.needed)
+        return sum(loss.objective() for loss in self.losses)
+
+    @torch.no_grad()
+    def calibrate(self, only_recalibrating: bool = False) -> None:
+        """Give each calibrating block its inputs over the first training items of the calibration order
+        (epoch -1: no augmentation, its own noise), with the trained blocks in evaluation mode."""
+        wanted = {b.id: b.calibration_items() for b in self.fg.blocks.values() if b.id in self.needed
+                  and b.calibration_items() and (b.recalibrate or not only_recalibrating)}
+        if not wanted:
+            return
+        upstream = {src for b in wanted for src in _ancestors(self.fg, b)}
+        count = min(max(wanted.values()), self.items)
+        inputs: dict[str, list] = {b: [] for b in wanted}
+        self.set_training(False)
+        for index, start in enumerate(range(0, count, self.batch_size)):
+            size = min(self.batch_size, count - start)
+            values = self.scheduler.run_batch(index, start, size, epoch=-1, only=upstream - set(wanted))
+            for block_id in wanted:
+                if start < wanted[block_id]:
+                    keep = min(size, wanted[block_id] - start)
+                    inputs[block_id].append({port: values[src][:keep] for port, src
+                                             in self.fg.upstream(block_id).items()})
+        for block_id, batches in inputs.items():
+            self.fg.blocks[block_id].calibrate(batches)
+        self.set_training(True)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Run the validation flowgraph (evaluation mode, its own fixed noise); metrics prefixed ``val_``,
+        ``val_loss`` = the objective's value on the validation items."""
+        self.set_training(False)
+        self.calibrate(only_recalibrating=True)
+        self.set_training(False)
+        scheduler, fg = self.val_scheduler, self.val_fg
+        total, batch_size = count_items(fg), fg.options.batch_size
+        scheduler.setup()
+        try:
+            for index, start in enumerate(range(0, total, batch_size)):
+                with self.autocast():
+                    scheduler.run_batch(index, start, min(batch_size, total - start))
+        except BaseException:
+            scheduler.abort()
+            raise
+        metrics = {f"val_{k}": v for k, v in scheduler.close().items()}
+        losses = [b for b in fg.blocks.values() if isinstance(b, LossBlock)]
+        if losses:
+            metrics["val_loss"] = sum(b.p.weight * b.results()[f"loss_{b.id}"] for b in losses)
+        self.set_training(True)
+        return {k: v for k, v in metrics.items() if math.isfinite(v)}
+
+    def export(self, path: str, metadata: dict) -> None:
+        blocks = export_groups(self.fg, self.config["train"])
+        self.calibrate(only_recalibrating=True)
+        names = next((s.data.class_names for s in self.fg.sources if hasattr(s, "data")), None)
+        type(blocks[0]).export(blocks, path, {**metadata, **({"class_names": list(names)} if names else {})})
+
+
+def _ancestors(fg: Flowgraph, block_id: str) -> set[str]:
+    """Every block ``block_id``'s inputs depend on."""
+    found: set[str] = set()
+    frontier = [block_id]
+    while frontier:
+        for src, _ in fg.upstream(frontier.pop()).values():
+            if src not in found:
+                found.add(src)
+                frontier.append(src)
+    return found
 
 
 class Trainer:
@@ -73,8 +201,8 @@ class Trainer:
         if self.recipe["num_threads"]:
             torch.set_num_threads(int(self.recipe["num_threads"]))
         self.device = resolve_device(self.recipe["device"], "recipe: device")
-        selected = [(i, c) for i, c in enumerate(self.recipe["stages"]) if not self.only or c["name"] in self.only]
-        self._check_exports([config for _, config in selected])
+        selected = [c for c in self.recipe["stages"] if not self.only or c["name"] in self.only]
+        self._check_exports(selected)
         check_output_folder(self.output_dir, "recipe: output_dir")
         self.output_dir.mkdir(parents=True, exist_ok=True)
         try:  # a second trainer on the same output_dir would interleave checkpoints: refuse it
@@ -85,7 +213,7 @@ class Trainer:
                                 "choose another output_dir") from None
         try:
             # a skipped stage's export must already exist for later stages that load it
-            return {config["name"]: self._run_stage(index, config) for index, config in selected}
+            return {config["name"]: self._run_stage(config) for config in selected}
         finally:
             lock.release()
 
@@ -101,20 +229,19 @@ class Trainer:
     def stage_dir(self, name: str) -> Path:
         return self.output_dir / name
 
-    def _run_stage(self, index: int, config: dict) -> dict[str, float]:
+    def _run_stage(self, config: dict) -> dict[str, float]:
         name = config["name"]
-        where = f"stage '{name}'"
         ckpt_path = self.stage_dir(name) / "last.pt"
         if ckpt_path.exists() and not self.resume:
-            raise TrainingError(f"{where}: '{ckpt_path}' exists; resume it (--resume) or choose another output_dir")
-        seed = self.recipe["seed"] + index
-        seed_everything(seed)
-        stage = STAGE_KINDS[config["kind"]](config, seed, self.device)
-        stage.setup()
+            raise TrainingError(f"stage '{name}': '{ckpt_path}' exists; resume it (--resume) or choose another output_dir")
+        seed = self.recipe["seed"] + config["index"]
+        seed_everything(seed)  # fresh blocks initialise their weights from the global generators
+        stage = StageRun(self.recipe, config, self.device)
+        stage.calibrate()
         modules = stage.modules()
-        optimizer = build_optimizer(config["optimizer"], stage.parameter_groups(), f"recipe: {where}")
-        max_norm = clip_grad_norm(config["optimizer"], f"recipe: {where}")
-        factor = schedule_factor(config["schedule"], f"recipe: {where}")
+        optimizer = build_optimizer(config["optimizer"], stage.parameter_groups(), f"recipe: stage '{name}'")
+        max_norm = clip_grad_norm(config["optimizer"], f"recipe: stage '{name}'")
+        factor = schedule_factor(config["schedule"], f"recipe: stage '{name}'")
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "finished": False, "history": [],
                  "metrics": {}, "epoch_loss_sum": 0.0, "epoch_loss_count": 0, "epoch_time": 0.0}
         if self.resume and ckpt_path.exists():
@@ -123,19 +250,19 @@ class Trainer:
         batches = stage.num_batches()
         total_steps = config["epochs"] * batches
         if not state["finished"]:
-            self._train_loop(stage, config, modules, optimizer, max_norm, factor, state, batches, total_steps,
-                             ckpt_path)
+            self._train_loop(stage, modules, optimizer, max_norm, factor, state, batches, total_steps, ckpt_path)
         if config["export"] and (not Path(config["export"]).exists() or not state.get("exported")):
-            stage.export(Path(config["export"]), {
-                "metrics": state["metrics"], "recipe": config, "seed": seed, "code_version": code_version(),
+            stage.export(config["export"], {
+                "metrics": state["metrics"], "recipe": _stored(config), "seed": seed, "code_version": code_version(),
             })
             state["exported"] = True
             self._save(ckpt_path, config, modules, optimizer, state)
             self._say(f"{name}: exported {config['export']}")
         return state["metrics"]
 
-    def _train_loop(self, stage, config, modules, optimizer, max_norm, factor, state, batches, total_steps,
+    def _train_loop(self, stage: StageRun, modules, optimizer, max_norm, factor, state, batches, total_steps,
                     ckpt_path):
+        config = stage.config
         name, epochs = config["name"], config["epochs"]
         every = config["checkpoint_every_steps"]
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -145,16 +272,13 @@ class Trainer:
         )
         try:
             for epoch in range(state["epoch"], epochs):
-                for module in modules.values():
-                    module.train()
+                stage.set_training(True)
                 t_start = time.perf_counter() - state["epoch_time"]
                 for i in range(state["step_in_epoch"], batches):
                     lr_factor = factor(state["global_step"], total_steps)
                     for group in optimizer.param_groups:
                         group["lr"] = group["initial_lr"] * lr_factor
-                    batch = stage.batch(epoch, i)
-                    with stage.autocast():
-                        loss = stage.training_loss(batch)
+                    loss = stage.training_loss(epoch, i)
                     loss_value = float(loss.detach())
                     if not math.isfinite(loss_value):
                         raise TrainingError(f"stage '{name}' epoch {epoch + 1} step {state['global_step'] + 1}: "
@@ -197,9 +321,9 @@ class Trainer:
             bar.close()
 
     @staticmethod
-    def _shown(stage: Stage, state: dict) -> dict:
-        value = state["metrics"].get(stage.MONITOR)
-        return {stage.MONITOR: f"{value:.4f}"} if value is not None else {}
+    def _shown(stage: StageRun, state: dict) -> dict:
+        value = state["metrics"].get(stage.monitor)
+        return {stage.monitor: f"{value:.4f}"} if value is not None else {}
 
     def _say(self, line: str) -> None:
         if self.report:
@@ -212,16 +336,17 @@ class Trainer:
                 raise TrainingError(f"stage '{config['name']}' step {state['global_step']}: "
                                     f"parameters of '{key}' became nan/inf; {_kept(path)}")
         atomic_torch_save({
-            "format": TRAIN_FORMAT, "version": TRAIN_VERSION, "stage": config["name"], "kind": config["kind"],
+            "format": TRAIN_FORMAT, "version": TRAIN_VERSION, "stage": config["name"],
             "modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": optimizer.state_dict(),
-            "rng": rng_state(), "state": state, "recipe": self.recipe, "code_version": code_version(),
+            "rng": rng_state(), "state": state, "recipe": {**self.recipe, "stages": [_stored(s) for s in
+                                                                                      self.recipe["stages"]]},
+            "code_version": code_version(),
         }, path)
 
     def _restore(self, path: Path, config: dict, modules: dict, optimizer) -> dict:
         ckpt = load_checkpoint(path)
-        if ckpt.get("stage") != config["name"] or ckpt.get("kind") != config["kind"]:
-            raise CheckpointError(f"checkpoint '{path}' belongs to stage '{ckpt.get('stage')}' "
-                                  f"({ckpt.get('kind')}), not '{config['name']}' ({config['kind']})")
+        if ckpt.get("stage") != config["name"]:
+            raise CheckpointError(f"checkpoint '{path}' belongs to stage '{ckpt.get('stage')}', not '{config['name']}'")
         self._check_same_recipe(path, ckpt, config)
         try:
             if set(ckpt["modules"]) != set(modules):
@@ -238,14 +363,13 @@ class Trainer:
         return state
 
     def _check_same_recipe(self, path: Path, ckpt: dict, config: dict) -> None:
-        """A resumed run must follow the recipe it started with (epochs, schedule, data, model, seed...);
-        only where files live and how often to checkpoint may change."""
+        """A resumed run must follow the recipe it started with (epochs, schedule, flowgraph, set, seed...);
+        only where the export goes and how often to checkpoint may change."""
         saved = next((s for s in ckpt.get("recipe", {}).get("stages", []) if s.get("name") == config["name"]), None)
         if saved is None or ckpt["recipe"].get("seed") != self.recipe["seed"]:
             raise CheckpointError(f"checkpoint '{path}' was not written by this recipe (stage or seed differs)")
-        free = {"export", "checkpoint_every_steps", *STAGE_KINDS[config["kind"]].PATH_KEYS}
-        before, now = _flatten(saved), _flatten(config)
-        for key in sorted((before.keys() | now.keys()) - free):
+        before, now = _flatten(saved), _flatten(_stored(config))
+        for key in sorted((before.keys() | now.keys()) - set(FREE_KEYS)):
             if before.get(key) != now.get(key):
                 raise CheckpointError(f"checkpoint '{path}' was trained with {key}={before.get(key)!r}; "
                                       f"the recipe now says {now.get(key)!r} (use another output_dir)")
@@ -260,6 +384,11 @@ class Trainer:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(buf.getvalue())
         os.replace(tmp, path)
+
+
+def _stored(stage: dict) -> dict:
+    """A stage as checkpoints store it: without the bookkeeping keys (its index, the YAML line numbers)."""
+    return {k: v for k, v in stage.items() if k not in ("index", "lines")}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -296,6 +425,6 @@ def train(
 ) -> dict[str, dict[str, float]]:
     """Load ``recipe_path`` with ``KEY=VALUE`` overrides and train it (only the stages named in ``only``,
     if given); final metrics per stage."""
-    recipe = load_recipe(recipe_path, overrides)
+    recipe = load_recipe(recipe_path, overrides, check_flowgraphs=True)
     return Trainer(recipe, resume=resume, progress=progress, callbacks=callbacks, only=only, report=report,
                    force=force).run()

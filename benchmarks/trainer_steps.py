@@ -1,0 +1,94 @@
+"""Per-step training losses and step times of the first STEPS steps of one recipe stage, and a comparison of
+two such curves (two trainers, or two versions of one, on the same recipe).
+
+    python benchmarks/trainer_steps.py run recipes/sdjscc_cifar10.yaml deepjscc 500 new.csv [--set KEY=VALUE ...]
+    python benchmarks/trainer_steps.py compare old.csv new.csv [--window 50]
+
+``run`` trains the stage with the recipe's schedule (one thread), stops after STEPS optimiser steps and writes
+one row per step (step, loss, seconds: wall time, cpu_seconds: this process's CPU time, which other processes
+sharing the cores disturb far less). ``compare`` prints the two curves' moving averages every 50 steps, their
+largest relative difference after the first window, and the median step times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+
+import numpy as np
+
+
+class _Done(Exception):
+    """Raised by the step callback once enough steps ran."""
+
+
+def run(args) -> None:
+    from sdjscc_phy.training import train
+
+    rows: list[tuple[int, float, float, float]] = []
+    last = [time.perf_counter(), time.process_time()]
+
+    def record(trainer, stage, step, loss):
+        now = [time.perf_counter(), time.process_time()]
+        rows.append((step, loss, now[0] - last[0], now[1] - last[1]))
+        last[:] = now
+        if step >= args.steps:
+            raise _Done
+
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            train(args.recipe, [f"output_dir={out}", "num_threads=1", *args.overrides], only=[args.stage],
+                  progress=False, callbacks=[record], report=False)
+        except _Done:
+            pass
+    with open(args.csv, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "loss", "seconds", "cpu_seconds"])
+        writer.writerows(rows)
+    print(f"{args.stage}: {len(rows)} steps, median step {np.median([r[2] for r in rows[10:]]):.3f} s "
+          f"(CPU {np.median([r[3] for r in rows[10:]]):.3f} s)")
+
+
+def _read(path: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = list(csv.DictReader(open(path)))
+    seconds = "cpu_seconds" if "cpu_seconds" in rows[0] else "seconds"
+    return np.array([float(r["loss"]) for r in rows]), np.array([float(r[seconds]) for r in rows])
+
+
+def compare(args) -> None:
+    (a, ta), (b, tb) = _read(args.a), _read(args.b)
+    n, k = min(len(a), len(b)), args.window
+    kernel = np.ones(k) / k
+    ma, mb = np.convolve(a[:n], kernel, "valid"), np.convolve(b[:n], kernel, "valid")
+    rel = (mb - ma) / ma
+    print(f"{'step':>6} {'A (MA' + str(k) + ')':>12} {'B (MA' + str(k) + ')':>12} {'B/A - 1':>9}")
+    for i in range(0, len(ma), k):
+        print(f"{i + k:>6} {ma[i]:>12.5f} {mb[i]:>12.5f} {rel[i]:>+9.2%}")
+    if len(rel) > k:
+        print(f"largest |B/A - 1| of the moving averages after step {2 * k}: {np.abs(rel[k:]).max():.2%}")
+    print(f"median step time (CPU time where recorded): A {np.median(ta[10:]):.3f} s, B {np.median(tb[10:]):.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("recipe")
+    p.add_argument("stage")
+    p.add_argument("steps", type=int)
+    p.add_argument("csv")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.set_defaults(func=run)
+    p = sub.add_parser("compare")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--window", type=int, default=50)
+    p.set_defaults(func=compare)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Loss sinks (see :mod:`sdjscc_phy.core.loss`): the terms a training flowgraph minimises.
+
+``mse_loss`` (deep JSCC, paper eq. 5), ``semantic_loss`` (SD-JSCC's GSW-weighted feature loss of a frozen
+classifier, eq. 13 with the weights of eqs. 8-10), ``contrastive_loss`` (NT-Xent of CL-JSCC), ``mcr2_loss``
+(the multi-task feature loss, -ΔR), ``rate_loss`` (the multi-task gate's penalty: the fraction of bits
+sent) and ``cross_entropy`` (classifier training).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sdjscc_phy.core.block import Batch, BatchContext
+from sdjscc_phy.core.loss import WEIGHT, LossBlock
+from sdjscc_phy.core.params import Param
+from sdjscc_phy.core.ports import Port, Shape
+from sdjscc_phy.errors import PortError
+from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.models import FEATURE_LAYERS, GSW_MODES
+
+torch = lazy_import("torch")
+F = lazy_import("torch.nn.functional")
+classifier = lazy_import("sdjscc_phy.models.classifier")
+gsw = lazy_import("sdjscc_phy.training.gsw")
+losses = lazy_import("sdjscc_phy.training.losses")
+
+_IMAGE = Port("image", "float32", (3, "H", "W"), "original image in [0, 1] (the target)")
+_IMAGE_HAT = Port("image_hat", "float32", (3, "H", "W"), "received image in [0, 1]")
+_LABEL = Port("label", "int64", (), "true class")
+_CLASSIFIER = Param("classifier", "str", "classifier_cifar10", doc="frozen task network: shipped name or a path")
+
+
+class MseLoss(LossBlock):
+    """Mean squared error between the received and the original image (deep JSCC, eq. 5)."""
+
+    type_name = "mse_loss"
+    inputs = (_IMAGE, _IMAGE_HAT)
+    params = (WEIGHT,)
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        return F.mse_loss(inputs["image_hat"].float(), inputs["image"].float())
+
+
+class CrossEntropy(LossBlock):
+    """Cross-entropy of class scores against the true labels (classifier training)."""
+
+    type_name = "cross_entropy"
+    inputs = (Port("logits", "float32", ("C",), "class scores"), _LABEL)
+    params = (WEIGHT, Param("label_smoothing", "float", 0.0, low=0.0, high=1.0, doc="torch's label smoothing"))
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        return F.cross_entropy(inputs["logits"].float(), inputs["label"], label_smoothing=self.p.label_smoothing)
+
+
+class _FrozenClassifierLoss(LossBlock):
+    """Shared loading of the frozen classifier whose features a loss compares."""
+
+    @cached_property
+    def classifier(self):
+        return classifier.load_classifier(self.p.classifier).requires_grad_(False)
+
+    def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
+        self.bind_inputs(input_shapes)
+        self.classifier  # noqa: B018  (a bad checkpoint is a validation error, not a training-time one)
+        return {}
+
+    def setup(self, ctx) -> None:
+        super().setup(ctx)
+        self.classifier.to(ctx.device)
+
+
+class SemanticLoss(_FrozenClassifierLoss):
+    """SD-JSCC's semantic loss (eq. 13): GSW-weighted squared distance of the frozen classifier's feature maps.
+
+    The weights W' = r softmax(tau W) (eq. 10) come from the classifier's gradients (eqs. 8-9, ``gsw_mode``):
+    fitted once on ``gsw_images`` training items before training, or per batch (``per_batch``).
+    """
+
+    type_name = "semantic_loss"
+    inputs = (_IMAGE, _IMAGE_HAT, Port("label", "int64", (), "true class (GSW modes true_class, per batch)",
+                                      optional=True))
+    params = (
+        WEIGHT, _CLASSIFIER,
+        Param("layer", "str", "block2", choices=FEATURE_LAYERS, doc="classifier layer whose feature maps are compared"),
+        Param("gsw_mode", "str", "true_class", choices=GSW_MODES, doc="how W is computed (eq. 9 = paper)"),
+        Param("tau", "float", 1.0, doc="softmax temperature of eq. 10"),
+        Param("r", "float", 1.0, low=0.0, doc="scale of eq. 10"),
+        Param("per_batch", "bool", False, doc="weights per image of each batch instead of fitted once"),
+        Param("gsw_images", "int", 5000, low=1, unit="images", doc="training items the fitted weights average over"),
+    )
+
+    def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
+        if self.p.gsw_mode == "true_class" and "label" not in input_shapes:
+            raise PortError("input port 'label': gsw_mode 'true_class' needs the true labels")
+        return super().infer_shapes(input_shapes)
+
+    def setup(self, ctx) -> None:
+        super().setup(ctx)
+        if not hasattr(self, "weights"):
+            self.weights: torch.Tensor | None = None
+
+    def calibration_items(self) -> int:
+        return 0 if self.p.per_batch or self.p.gsw_mode == "off" else self.p.gsw_images
+
+    def calibrate(self, batches: list[Batch]) -> None:
+        pairs = ((b["image"], b.get("label")) for b in batches)
+        self.raw_weights = gsw.mean_raw_weights(self.classifier, pairs, self.p.layer, self.p.gsw_mode)  # W, eq. 9
+        self.weights = gsw.semantic_weights(self.raw_weights, self.p.tau, self.p.r)
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        images, layer = inputs["image"], self.p.layer
+        with torch.no_grad():
+            features = self.classifier.features(images, layer)
+        features_hat = self.classifier.features(inputs["image_hat"], layer)
+        weights = self.weights
+        if self.p.gsw_mode == "off":
+            weights = torch.ones(features.shape[1], device=features.device)
+        elif self.p.per_batch or weights is None:  # per batch, or a plain run without calibration
+            raw = gsw.raw_weights(self.classifier, images, inputs.get("label"), layer, self.p.gsw_mode)
+            weights = gsw.semantic_weights(raw, self.p.tau, self.p.r)
+        return gsw.semantic_loss(features_hat.float(), features.float(), weights.to(features.device))
+
+
+class ContrastiveLoss(_FrozenClassifierLoss):
+    """CL-JSCC's NT-Xent: the frozen classifier's pooled features of each received image against its original's."""
+
+    type_name = "contrastive_loss"
+    inputs = (_IMAGE, _IMAGE_HAT)
+    params = (
+        WEIGHT, _CLASSIFIER,
+        Param("layer", "str", "block3", choices=FEATURE_LAYERS, doc="classifier layer (max-pooled over positions)"),
+        Param("temperature", "float", 0.1, low=1e-6, doc="NT-Xent temperature"),
+    )
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        # the representation: the layer's feature maps, max-pooled over positions as the classifier pools them
+        with torch.no_grad():
+            positives = self.classifier.features(inputs["image"], self.p.layer).amax(dim=(2, 3))
+        anchors = self.classifier.features(inputs["image_hat"], self.p.layer).amax(dim=(2, 3))
+        return losses.nt_xent(anchors.float(), positives.float(), self.p.temperature)
+
+
+class Mcr2Loss(LossBlock):
+    """-ΔR, the maximal coding rate reduction of the batch's features (multi-task JSCC)."""
+
+    type_name = "mcr2_loss"
+    inputs = (Port("z", "float32", ("D",), "unit-norm features"), _LABEL)
+    params = (WEIGHT, Param("eps", "float", 0.5, low=1e-6, doc="quantisation precision ε of the coding rate"))
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        return -losses.mcr2(inputs["z"].float(), inputs["label"], self.p.eps)["delta_r"]
+
+
+class RateLoss(LossBlock):
+    """The fraction of code bits sent (the multi-task gate's rate penalty)."""
+
+    type_name = "rate_loss"
+    inputs = (Port("mask", "float32", ("N",), "1 where a bit is sent (multitask_encoder.mask)"),)
+    params = (WEIGHT,)
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        return inputs["mask"].float().mean()
+
+
+LOSS_BLOCKS = [MseLoss, CrossEntropy, SemanticLoss, ContrastiveLoss, Mcr2Loss, RateLoss]
