@@ -171,7 +171,11 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path):
     ("stages.clf.optimizer.name=Nope", "torch.optim optimiser"),
     ("stages.clf.optimizer.bogus=1", "SGD has no argument 'bogus'"),
     ("stages.clf.schedule.kind=nope", "schedule.kind must be one of"),
-    ("stages.clf.schedule.bogus=1", "no parameter 'bogus'"),
+    ("stages.clf.schedule.bogus=1", "schedule 'linear_warmup_decay': parameter 'bogus': unknown parameter"),
+    ("stages.clf.schedule.warmup_fraction='0.05'", "parameter 'warmup_fraction': must be a float; got str"),
+    ("stages.clf.schedule.end_factor=.nan", "parameter 'end_factor': must be a finite number"),
+    ("stages.clf.optimizer.lr='0.1'", "SGD argument 'lr' must be like its default"),
+    ("stages.clf.optimizer.nesterov=1", "SGD argument 'nesterov' must be like its default False"),
     ("stages.clf.optimizer.clip_grad_norm=-1", "clip_grad_norm must be a positive number"),
 ])
 def test_recipe_errors_are_one_line_recipe_errors_with_file_and_line(recipe_path, override, message):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from sdjscc_phy.core.params import Param, resolve_params
 from sdjscc_phy.errors import RecipeError
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -50,20 +51,60 @@ SCHEDULES: dict[str, Callable[..., float]] = {
     "cosine": _cosine,
 }
 
+_FACTOR_DOC = "learning-rate factor (x the optimiser's lr)"
+#: Each schedule kind's parameters, declared like block parameters (types, ranges, NaN/inf refused).
+SCHEDULE_PARAMS: dict[str, tuple[Param, ...]] = {
+    "constant": (),
+    "linear_warmup_decay": (
+        Param("warmup_fraction", "float", 0.1, low=0.0, high=1.0, doc="fraction of the steps spent warming up"),
+        Param("start_factor", "float", 0.0, low=0.0, doc=f"{_FACTOR_DOC} at step 0"),
+        Param("end_factor", "float", 0.0, low=0.0, doc=f"{_FACTOR_DOC} at the last step"),
+    ),
+    "cosine": (
+        Param("warmup_fraction", "float", 0.0, low=0.0, high=1.0, doc="fraction of the steps spent warming up"),
+        Param("end_factor", "float", 0.0, low=0.0, doc=f"{_FACTOR_DOC} at the last step"),
+    ),
+}
+
 
 def schedule_factor(config: dict, where: str) -> Callable[[int, int], float]:
     """``f(step, total_steps)`` from a recipe ``schedule`` section ``{kind: ..., <parameters>}``."""
-    params = {k: v for k, v in config.items() if k != "kind"}
     kind = config.get("kind")
     if kind not in SCHEDULES:
         raise RecipeError(f"{where}: schedule.kind must be one of {tuple(SCHEDULES)}; got '{kind}'")
-    fn = SCHEDULES[kind]
-    allowed = list(inspect.signature(fn).parameters)[2:]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        allowed_text = ", ".join(allowed) or "none"
-        raise RecipeError(f"{where}: schedule '{kind}' has no parameter '{unknown[0]}' (allowed: {allowed_text})")
+    values, problems = resolve_params(SCHEDULE_PARAMS[kind], {k: v for k, v in config.items() if k != "kind"})
+    if problems:
+        raise RecipeError("; ".join(f"{where}: schedule '{kind}': {problem}" for problem in problems))
+    fn, params = SCHEDULES[kind], vars(values)
     return lambda step, total: fn(step, total, **params)
+
+
+def optimizer_argument_problems(name: str, config: dict) -> list[str]:
+    """Problems of the optimiser arguments in ``config`` for ``torch.optim.<name>``: unknown names, and values
+    whose type differs from the argument's default (a finite number where torch's default is a number, a
+    bool where it is a bool, a list of finite numbers where it is a tuple such as Adam's ``betas``)."""
+    signature = inspect.signature(OPTIMIZERS[name]).parameters
+    problems = []
+    for key in sorted(set(config) - {"name", "clip_grad_norm", "group_scales"}):
+        if key == "params" or key not in signature:
+            problems.append(f"{name} has no argument '{key}' (allowed: {', '.join(sorted(set(signature) - {'params'}))})")
+            continue
+        default, value = signature[key].default, config[key]
+        if isinstance(default, bool) or default is None:
+            ok = default is None or isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = _finite_number(value)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, list) and len(value) == len(default) and all(map(_finite_number, value))
+        else:
+            ok = True
+        if not ok:
+            problems.append(f"{name} argument '{key}' must be like its default {default!r}; got {value!r}")
+    return problems
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def clip_grad_norm(config: dict, where: str) -> float | None:

@@ -27,7 +27,6 @@ naming an earlier stage's export (as that stage's ``export`` key writes it) is t
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import re
 from pathlib import Path
@@ -38,7 +37,9 @@ from sdjscc_phy.core.params import REQUIRED, Param, resolve_params
 from sdjscc_phy.core.yaml_lines import ErrorLines, brief, load_yaml_with_lines, parse_assignment, plain, source_line
 from sdjscc_phy.errors import FlowgraphError, JsccflowError, ParameterError, RecipeError
 from sdjscc_phy.io.paths import is_file, name_problem
-from sdjscc_phy.training.optim import OPTIMIZERS, SCHEDULES, clip_grad_norm, schedule_factor
+from sdjscc_phy.training.optim import (
+    OPTIMIZERS, SCHEDULES, clip_grad_norm, optimizer_argument_problems, schedule_factor,
+)
 
 RECIPE_KEYS: tuple[Param, ...] = (
     Param("seed", "int", 0, low=0, high=2**62 - 1, doc="stage i trains with seed + i: data order, noise, initialisation"),
@@ -230,10 +231,8 @@ def _check_optimisation(stage: dict, where: str, given: dict, errors: ErrorLines
             errors.add(f"{where}key 'optimizer': name must be a torch.optim optimiser (e.g. SGD, AdamW); "
                        f"got {name!r}", source_line(given, "optimizer"))
         else:
-            allowed = set(inspect.signature(OPTIMIZERS[name]).parameters) - {"params"}
-            for key in sorted(set(optimizer) - allowed - {"name", "clip_grad_norm", "group_scales"}):
-                errors.add(f"{where}key 'optimizer': {name} has no argument '{key}' "
-                           f"(allowed: {', '.join(sorted(allowed))})", source_line(given, "optimizer"))
+            for problem in optimizer_argument_problems(name, optimizer):
+                errors.add(f"{where}key 'optimizer': {problem}", source_line(given, "optimizer"))
         try:
             clip_grad_norm(optimizer, where.rstrip(": "))
         except RecipeError as err:
