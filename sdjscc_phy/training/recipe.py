@@ -27,7 +27,9 @@ naming an earlier stage's export (as that stage's ``export`` key writes it) is t
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import os
 import re
 from pathlib import Path
 
@@ -259,11 +261,21 @@ def flowgraph_overrides(recipe: dict, stage: dict, validation: bool) -> list[str
             *(stage["validation"]["set"] if validation else ()), *options]
 
 
-def flowgraph_variables(path: str) -> set[str]:
+def flowgraph_variables(path: str) -> frozenset[str]:
     """The variables a flowgraph file declares."""
+    try:
+        stat = os.stat(path)
+    except OSError:  # the YAML reader says what is wrong with the path, in its one-line form
+        return _declared_variables.__wrapped__(path, 0, 0)
+    return _declared_variables(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _declared_variables(path: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """Parsed once per file version: a sweep dry run asks for every stage of every point (a third of its time)."""
     data = load_yaml_with_lines(path)
     variables = data.get("variables") if isinstance(data, dict) else None
-    return set(variables) if isinstance(variables, dict) else set()
+    return frozenset(variables) if isinstance(variables, dict) else frozenset()
 
 
 def stage_flowgraphs(recipe: dict, stage: dict) -> tuple[Flowgraph, Flowgraph]:
