@@ -39,7 +39,9 @@ def run(args) -> None:
 
     with tempfile.TemporaryDirectory() as out:
         try:
-            train(args.recipe, [f"output_dir={out}", "num_threads=1", *args.overrides], only=[args.stage],
+            # The export goes to the temporary folder too: a measurement never replaces a shipped checkpoint.
+            overrides = [f"output_dir={out}", "num_threads=1", f"stages.{args.stage}.export={out}/export.pt"]
+            train(args.recipe, [*overrides, *args.overrides], only=[args.stage],
                   progress=False, callbacks=[record], report=False)
         except _Done:
             pass
