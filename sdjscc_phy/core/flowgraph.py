@@ -28,7 +28,7 @@ from typing import Any, Union
 
 from sdjscc_phy.core.block import Block
 from sdjscc_phy.core.devices import device_problem
-from sdjscc_phy.core.params import Param, resolve_params
+from sdjscc_phy.core.params import Param, problem_parameter, resolve_params
 from sdjscc_phy.core.ports import ANY_DTYPE, Shape
 from sdjscc_phy.core.registry import get_block_class
 from sdjscc_phy.core.yaml_lines import (
@@ -155,7 +155,7 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
 
     options, problems = resolve_params(OPTIONS, dict(raw_options))
     for problem in problems:
-        errors.add(f"options: {problem}", source_line(raw_options, _param_name(problem)))
+        errors.add(f"options: {problem}", source_line(raw_options, problem_parameter(problem)))
     device = getattr(options, "device", None)  # absent when its type was wrong (reported above)
     if isinstance(device, str) and device_problem(device):
         errors.add(f"options: parameter 'device': {device_problem(device)}", source_line(raw_options, "device"))
@@ -179,11 +179,6 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
 
 
 # -- pieces of the file ----------------------------------------------------------------------------
-def _param_name(problem: str) -> str | None:
-    match = re.match(r"parameter '([^']+)'", problem)
-    return match.group(1) if match else None
-
-
 def _mapping(data: dict, key: str, errors: ErrorLines) -> LineDict:
     value = data.get(key)
     if value is None:
@@ -298,7 +293,7 @@ def _build_blocks(raw_blocks: LineList, variables: dict, errors: ErrorLines) -> 
             errors.add(f"block '{block_id}': unknown variable '${name}'; define it under 'variables'", line)
         _, problems = resolve_params(cls.params, params)
         for problem in problems:
-            errors.add(f"block '{block_id}': {problem}", source_line(raw_params, _param_name(problem)) or line)
+            errors.add(f"block '{block_id}': {problem}", source_line(raw_params, problem_parameter(problem)) or line)
         if problems or unknown_vars:
             continue
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -136,6 +137,12 @@ class Param:
                 return value
         builtin = next(t for t in type(value).__mro__ if t.__module__ == "builtins")  # not the YAML loader's LineList
         raise ParameterError(f"must be a {kind}; got {builtin.__name__} {brief(value)}")
+
+
+def problem_parameter(problem: str) -> str | None:
+    """The parameter name a :func:`resolve_params` problem (``parameter 'name': ...``) is about, to find its line."""
+    match = re.match(r"parameter '([^']+)'", problem)
+    return match.group(1) if match else None
 
 
 def resolve_params(declared: tuple[Param, ...], given: dict[str, Any]) -> tuple[SimpleNamespace, list[str]]:

@@ -43,7 +43,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sdjscc_phy.core.params import Param, resolve_params
+from sdjscc_phy.core.params import Param, problem_parameter, resolve_params
 from sdjscc_phy.core.registry import get_block_class
 from sdjscc_phy.core.yaml_lines import ErrorLines, LineDict, LineList, brief, load_yaml_with_lines, source_line
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
@@ -171,17 +171,12 @@ def _declared(declared: tuple[Param, ...], given: dict, where: str, errors: Erro
             errors.add(f"{where}{unknown} {brief(key)}; allowed: {', '.join(names)}", source_line(given, key))
     values, problems = resolve_params(declared, {k: v for k, v in given.items() if k in names and k not in skip})
     for problem in problems:
-        name = _problem_param(problem)
+        name = problem_parameter(problem)
         errors.add(f"{where}{problem.replace('parameter ', 'key ', 1)}", source_line(given, name))
     for param in declared:
         if not hasattr(values, param.name):
             setattr(values, param.name, None if param.required else param.default)
     return values
-
-
-def _problem_param(problem: str) -> str | None:
-    match = re.match(r"parameter '([^']+)'", problem)
-    return match.group(1) if match else None
 
 
 # -- the grid ----------------------------------------------------------------------------------------

@@ -33,9 +33,10 @@ import os
 import re
 from pathlib import Path
 
+from sdjscc_phy.core.devices import device_problem
 from sdjscc_phy.core.flowgraph import Flowgraph, load_flowgraph
 from sdjscc_phy.core.loss import LossBlock
-from sdjscc_phy.core.params import REQUIRED, Param, resolve_params
+from sdjscc_phy.core.params import REQUIRED, Param, problem_parameter, resolve_params
 from sdjscc_phy.core.yaml_lines import ErrorLines, brief, load_yaml_with_lines, parse_assignment, plain, source_line
 from sdjscc_phy.errors import FlowgraphError, JsccflowError, ParameterError, RecipeError
 from sdjscc_phy.io.paths import is_file, name_problem
@@ -75,7 +76,6 @@ VALIDATION_KEYS: tuple[Param, ...] = (
 )
 # Stage keys that say where files go or how often to checkpoint: a resumed run may change them.
 FREE_KEYS = ("export", "checkpoint_every_steps")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_flowgraphs: bool = False) -> dict:
@@ -176,9 +176,7 @@ def resolve_path(value: str | None, base: Path) -> str | None:
 def _resolve(declared: tuple[Param, ...], given: dict, where: str, errors: ErrorLines) -> dict:
     values, problems = resolve_params(declared, dict(given))
     for problem in problems:
-        match = re.match(r"parameter '([^']+)'", problem)
-        key = match.group(1) if match else None
-        errors.add(f"{where}{problem.replace('parameter ', 'key ', 1)}", source_line(given, key))
+        errors.add(f"{where}{problem.replace('parameter ', 'key ', 1)}", source_line(given, problem_parameter(problem)))
     resolved = {p.name: None if p.required else copy.deepcopy(p.default) for p in declared}  # the bad keys too
     resolved.update(vars(values))
     return {k: plain(v) for k, v in resolved.items()}  # checkpoints store the recipe: plain containers only
@@ -186,8 +184,8 @@ def _resolve(declared: tuple[Param, ...], given: dict, where: str, errors: Error
 
 def _normalise(raw: dict, base: Path, errors: ErrorLines) -> dict:
     recipe = _resolve(RECIPE_KEYS, raw, "", errors)
-    if isinstance(recipe["device"], str) and not _DEVICE_RE.match(recipe["device"]):
-        errors.add(f"key 'device': must be auto, cpu, cuda or cuda:N; got {recipe['device']!r}", source_line(raw, "device"))
+    if isinstance(recipe["device"], str) and (problem := device_problem(recipe["device"])):
+        errors.add(f"key 'device': {problem}", source_line(raw, "device"))
     if recipe["output_dir"] is not None:
         recipe["output_dir"] = resolve_path(recipe["output_dir"], base)
     stages, seen = [], set()
