@@ -113,13 +113,9 @@ def clip_grad_norm(config: dict, where: str) -> float | None:
     value = config.get("clip_grad_norm")
     if value is None:
         return None
-    try:  # PyYAML reads '1e-3' (no dot) as a string
-        number = float(value) if not isinstance(value, bool) else -1.0
-    except (TypeError, ValueError):
-        number = -1.0
-    if not number > 0:
+    if not (_finite_number(value) and value > 0):
         raise RecipeError(f"{where}: optimizer.clip_grad_norm must be a positive number; got {value!r}")
-    return number
+    return float(value)
 
 
 def build_optimizer(config: dict, groups: dict[str, list[torch.nn.Parameter]], where: str) -> torch.optim.Optimizer:
