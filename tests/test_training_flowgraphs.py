@@ -305,7 +305,7 @@ def test_fast_rayleigh_qam64_recipe_validates_and_trains_a_few_steps(images):
 
     recipe = load_recipe(REPO / "recipes" / "sdjscc_rayleigh_fast_qam64.yaml", [
         f"output_dir={images / 'runs'}", f"set=[data_root={images / 'images'}, src.split_file={images / 'val.txt'}]",
-        "stages.deepjscc.set=enc.width=8", "stages.deepjscc.set=dec.width=8"], check_flowgraphs=False)
+        "stages.deepjscc_rayleigh.set=enc.width=8", "stages.deepjscc_rayleigh.set=dec.width=8"], check_flowgraphs=False)
     stage = StageRun(recipe, recipe["stages"][0], torch.device("cpu"))
     assert stage.fg.output_shapes[("map", "symbols")] == (64,)  # 0.375 bpp: 384 bits = 64 64-QAM symbols
     assert stage.fg.blocks["ch"].p.coherence == "fast"
