@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import inspect
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from sdjscc_phy.lazy import lazy_import
 torch = lazy_import("torch")
 
 Batch = dict[str, "torch.Tensor"]
+T = TypeVar("T")
 
 
 def derive_key(seed: int, block_id: str, batch_index: int | None = None, epoch: int | None = None) -> int:
@@ -45,6 +47,15 @@ def derive_key(seed: int, block_id: str, batch_index: int | None = None, epoch: 
     spawn_key += () if epoch is None else (epoch + 1,)
     seq = np.random.SeedSequence(entropy=seed, spawn_key=spawn_key)
     return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def share_rows(draw: Callable[[int], T], rows: int, share: tuple[int, int] | None) -> T:
+    """``draw(rows)``, or, for a share ``(offset, size)`` of a larger batch, rows ``[offset, offset + rows)``
+    of ``draw(size)`` (see :attr:`BatchContext.share`)."""
+    if share is None:
+        return draw(rows)
+    offset, size = share
+    return draw(size)[offset:offset + rows]
 
 
 @dataclass
@@ -63,6 +74,9 @@ class BatchContext:
             ``start`` as row offset, so their draws do not depend on the batch size.
         epoch: training epoch (None outside training; -1 for the calibration pass).
         training: the trainer's training mode: augmentation on, gradients flow.
+        share: in data-parallel training, ``(offset, size)``: this process holds rows ``[offset, offset +
+            batch_size)`` of a batch of ``size`` items (``start`` is then its first row's item); None when
+            the batch is whole. Per-item random values are drawn through :meth:`own_rows`.
     """
 
     batch_index: int
@@ -75,6 +89,7 @@ class BatchContext:
     run_key: int
     epoch: int | None = None
     training: bool = False
+    share: tuple[int, int] | None = None
 
     @cached_property
     def key(self) -> int:
@@ -92,6 +107,12 @@ class BatchContext:
     def rng(self) -> np.random.Generator:
         """A numpy generator seeded from ``key``."""
         return np.random.default_rng(self.key)
+
+    def own_rows(self, draw: Callable[[int], T]) -> T:
+        """This batch's rows of ``draw(n)`` (random values for ``n`` items, items along the first axis).
+        In a share of a data-parallel batch it draws for the whole batch and keeps this process's rows,
+        so every item gets the values it gets in one process, whatever the number of processes."""
+        return share_rows(draw, self.batch_size, self.share)
 
 
 @dataclass
