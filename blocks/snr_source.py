@@ -35,7 +35,7 @@ class SnrSource(Block):
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         # drawn from this block's (seed, epoch, batch) stream: a resumed training run draws the same SNRs
-        rng = ctx.rng
+        rng = ctx.batch_rng
         if self.p.values is not None:
             snr = ctx.own_rows(lambda n: rng.choice(self.p.values, size=n))
         else:

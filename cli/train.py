@@ -22,7 +22,7 @@ from sdjscc_phy.cli.options import force_option
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: on when stderr is a terminal); one line per epoch is printed either way.")
 @click.option("--nproc", type=int, default=None, metavar="N",
-              help="Train data-parallel in N processes on this machine (one per GPU on CUDA); under torchrun, leave it out.")
+              help="Train data-parallel in N processes on this machine (one per GPU on CUDA); not under torchrun.")
 @click.option("--backend", default=None, metavar="NAME",
               help="torch.distributed backend: gloo or nccl (default: nccl on CUDA, gloo on the CPU).")
 @force_option

@@ -186,3 +186,11 @@ def test_the_shares_of_a_batch_draw_the_values_their_items_get_in_the_whole_batc
     parts = [draw(0, 4, (0, 7)), draw(4, 3, (4, 7))]
     for port, value in whole.items():
         assert torch.equal(torch.cat([part[port] for part in parts]), value), port
+
+
+def test_a_shares_own_stream_differs_from_the_other_shares_and_the_batch():
+    """``ctx.generator`` / ``ctx.rng`` / ``ctx.key`` in a share: a stream per rank (a plugin drawing from
+    them gets independent noise on every rank); outside a share, the batch's stream as always."""
+    ctx = lambda share=None: BatchContext(2, 0, 4, "torch", torch.device("cpu"), 5, "b", 11, 1, True, share)
+    keys = {ctx().key, ctx((0, 7)).key, ctx((4, 7)).key}
+    assert len(keys) == 3 and ctx().key == ctx().batch_key == ctx((4, 7)).batch_key

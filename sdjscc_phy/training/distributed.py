@@ -124,7 +124,8 @@ def join(device: torch.device, backend: str | None) -> tuple[World, torch.device
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise TrainingError(f"rank {rank}: LOCAL_RANK {local_rank} but this machine has "
-                                f"{torch.cuda.device_count()} CUDA device(s); start at most that many processes per node")
+                                f"{torch.cuda.device_count()} CUDA device(s); start at most that many processes "
+                                "per node")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = backend or ("nccl" if device.type == "cuda" else "gloo")

@@ -390,8 +390,8 @@ class Trainer:
         atomic_torch_save({
             "format": TRAIN_FORMAT, "version": TRAIN_VERSION, "stage": config["name"],
             "modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": optimizer.state_dict(),
-            "rng": rngs[0], "world_size": len(rngs), "rank_rng": rngs[1:], "state": state, "recipe": {**self.recipe, "stages": [_stored(s) for s in
-                                                                                      self.recipe["stages"]]},
+            "rng": rngs[0], "world_size": len(rngs), "rank_rng": rngs[1:], "state": state,
+            "recipe": {**self.recipe, "stages": [_stored(s) for s in self.recipe["stages"]]},
             "code_version": code_version(),
         }, path)
 
@@ -500,4 +500,7 @@ def train(
 
 def _train_worker(recipe_path: str, overrides: list[str], options: dict) -> dict[str, dict[str, float]]:
     """One process of a data-parallel training started by :func:`train` (``nproc``)."""
+    # the processes share the cores (torchrun sets OMP_NUM_THREADS=1); a recipe's num_threads wins
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
     return Trainer(load_recipe(recipe_path, overrides, check_flowgraphs=True), **options).run()
