@@ -194,3 +194,17 @@ def test_a_shares_own_stream_differs_from_the_other_shares_and_the_batch():
     ctx = lambda share=None: BatchContext(2, 0, 4, "torch", torch.device("cpu"), 5, "b", 11, 1, True, share)
     keys = {ctx().key, ctx((0, 7)).key, ctx((4, 7)).key}
     assert len(keys) == 3 and ctx().key == ctx().batch_key == ctx((4, 7)).batch_key
+
+
+@pytest.mark.parametrize("flowgraph, overrides, found", [
+    ("deepjscc_awgn.yaml", ["stages.s.set=enc.width=8", "stages.s.set=dec.width=8"], []),
+    ("classifier.yaml", ["stages.s.train=[clf]", 'stages.s.set=["clf.widths=[8, 16, 16]", "clf.num_classes=3"]'],
+     ["BatchNorm of 'clf.model'"]),
+])
+def test_what_sees_only_a_share_of_the_batch_is_named(recipe, flowgraph, overrides, found):
+    """BatchNorm in trained blocks and batch-level losses: the trainer names them in data-parallel runs."""
+    from sdjscc_phy.training import load_recipe
+    from sdjscc_phy.training.trainer import StageRun
+
+    loaded = load_recipe(recipe, [f"stages.s.flowgraph={REPO / 'flowgraphs' / 'train' / flowgraph}", *overrides])
+    assert StageRun(loaded, loaded["stages"][0], torch.device("cpu")).batch_statistics() == found
