@@ -37,7 +37,6 @@ class World:
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -133,7 +132,7 @@ def join(device: torch.device, backend: str | None) -> tuple[World, torch.device
         raise TrainingError("backend nccl needs the recipe to train on CUDA devices (device: cuda or auto on GPUs)")
     if not dist.is_initialized():
         dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
-    return World(rank, size, local_rank), device
+    return World(rank, size), device
 
 
 def leave() -> None:
