@@ -14,6 +14,7 @@ wait for it (:meth:`World.on_main`).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import tempfile
 import uuid
@@ -166,8 +167,14 @@ def launch(nproc: int, entrypoint: Callable, *args) -> object:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    # Workers fork from a server process that imported torch and the trainer once: a spawned worker
+    # imports them again (seconds per process, per launch). Forking this process itself could copy the
+    # state of its threads.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    multiprocessing.set_forkserver_preload(["sdjscc_phy.training.trainer"])
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
+                          start_method=method)
     # the launcher logs a failed worker's traceback; a user error is reported here in one line instead
     loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing")]
     levels = [logger.level for logger in loggers]
