@@ -21,6 +21,6 @@ class BitSource(Block):
         return {"bits": (self.p.num_bits,)}
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        bits = ctx.rng.integers(0, 2, size=(ctx.batch_size, self.p.num_bits), dtype="uint8")
+        bits = ctx.own_rows(lambda n: ctx.batch_rng.integers(0, 2, size=(n, self.p.num_bits), dtype="uint8"))
         bits = torch.from_numpy(bits).to(ctx.device)
         return {"bits": bits if ctx.path == "host" else bits.float()}

@@ -113,10 +113,10 @@ class AwgnChannel(_Channel):
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
         if "snr_db" in inputs:
             no = item_noise_variance(inputs)
-            y = differentiable.awgn(inputs["x"], no, generator=ctx.generator)
+            y = differentiable.awgn(inputs["x"], no, generator=ctx.batch_generator, share=ctx.share)
             return {"y": y, "no": no.expand(y.shape)}
         no = noise_variance(self.snr_db)
-        y = differentiable.awgn(inputs["x"], no, generator=ctx.generator)
+        y = differentiable.awgn(inputs["x"], no, generator=ctx.batch_generator, share=ctx.share)
         return {"y": y, "no": _constant(no, y)}
 
 
@@ -153,5 +153,5 @@ class RayleighChannel(_Channel):
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
         x = inputs["x"]
         no = item_noise_variance(inputs) if "snr_db" in inputs else noise_variance(self.snr_db)
-        out = differentiable.rayleigh(x, no, self.p.coherence, self.p.csi, generator=ctx.generator)
+        out = differentiable.rayleigh(x, no, self.p.coherence, self.p.csi, generator=ctx.batch_generator, share=ctx.share)
         return {"y": out.y, "no": out.no_eff.float(), "h": out.h.expand(x.shape)}

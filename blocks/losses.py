@@ -125,6 +125,7 @@ class ContrastiveLoss(_FrozenClassifierLoss):
     """CL-JSCC's NT-Xent: the frozen classifier's pooled features of each received image against its original's."""
 
     type_name = "contrastive_loss"
+    per_item = False
     inputs = (_IMAGE, _IMAGE_HAT)
     params = (
         WEIGHT, _CLASSIFIER,
@@ -144,6 +145,7 @@ class Mcr2Loss(LossBlock):
     """-ΔR, the maximal coding rate reduction of the batch's features (multi-task JSCC)."""
 
     type_name = "mcr2_loss"
+    per_item = False
     inputs = (Port("z", "float32", ("D",), "unit-norm features"), _LABEL)
     params = (WEIGHT, Param("eps", "float", 0.5, low=1e-6, doc="quantisation precision ε of the coding rate"))
 

@@ -35,9 +35,9 @@ class SnrSource(Block):
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         # drawn from this block's (seed, epoch, batch) stream: a resumed training run draws the same SNRs
-        rng = ctx.rng
+        rng = ctx.batch_rng
         if self.p.values is not None:
-            snr = rng.choice(self.p.values, size=ctx.batch_size)
+            snr = ctx.own_rows(lambda n: rng.choice(self.p.values, size=n))
         else:
-            snr = rng.uniform(self.p.low_db, self.p.high_db, size=ctx.batch_size)
+            snr = ctx.own_rows(lambda n: rng.uniform(self.p.low_db, self.p.high_db, size=n))
         return {"snr_db": torch.from_numpy(snr).float().to(ctx.device)}

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import inspect
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -32,19 +33,32 @@ from sdjscc_phy.lazy import lazy_import
 torch = lazy_import("torch")
 
 Batch = dict[str, "torch.Tensor"]
+T = TypeVar("T")
 
 
-def derive_key(seed: int, block_id: str, batch_index: int | None = None, epoch: int | None = None) -> int:
+def derive_key(seed: int, block_id: str, batch_index: int | None = None, epoch: int | None = None,
+               share: int | None = None) -> int:
     """A 63-bit key for one block's random stream (in one batch, or for the whole run), from the seed.
 
     Keys depend on the block id (not on block order), so adding a block does not change the noise
     another block draws. ``epoch`` (training only; -1 = the calibration pass) adds one more level, so
-    every (seed, epoch, batch) of a training run draws its own noise and a resume draws it again.
+    every (seed, epoch, batch) of a training run draws its own noise and a resume draws it again;
+    ``share`` (the first row of a data-parallel share) one more, so that every rank's stream differs.
     """
     spawn_key = (zlib.crc32(block_id.encode()),) + (() if batch_index is None else (batch_index,))
     spawn_key += () if epoch is None else (epoch + 1,)
+    spawn_key += () if share is None else (share + 1,)
     seq = np.random.SeedSequence(entropy=seed, spawn_key=spawn_key)
     return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def share_rows(draw: Callable[[int], T], rows: int, share: tuple[int, int] | None) -> T:
+    """``draw(rows)``, or, for a share ``(offset, size)`` of a larger batch, rows ``[offset, offset + rows)``
+    of ``draw(size)`` (see :attr:`BatchContext.share`)."""
+    if share is None:
+        return draw(rows)
+    offset, size = share
+    return draw(size)[offset:offset + rows]
 
 
 @dataclass
@@ -63,6 +77,10 @@ class BatchContext:
             ``start`` as row offset, so their draws do not depend on the batch size.
         epoch: training epoch (None outside training; -1 for the calibration pass).
         training: the trainer's training mode: augmentation on, gradients flow.
+        share: in data-parallel training, ``(offset, size)``: this process holds rows ``[offset, offset +
+            batch_size)`` of a batch of ``size`` items (``start`` is then its first row's item); None when
+            the batch is whole. Per-item random values drawn through :meth:`own_rows` are those of one
+            process; ``key``, ``generator`` and ``rng`` then give each share a stream of its own.
     """
 
     batch_index: int
@@ -75,23 +93,46 @@ class BatchContext:
     run_key: int
     epoch: int | None = None
     training: bool = False
+    share: tuple[int, int] | None = None
 
     @cached_property
     def key(self) -> int:
-        """Seed-derived 63-bit key for this block and batch (derived only when a block asks for it)."""
+        """Seed-derived 63-bit key for this block and batch (derived only when a block asks for it); in a
+        share of a data-parallel batch, for this share (every rank draws its own stream)."""
+        share = None if self.share is None else self.share[0]
+        return derive_key(self.seed, self.block_id, self.batch_index, self.epoch, share)
+
+    @cached_property
+    def batch_key(self) -> int:
+        """The key of the whole batch's stream, whatever the share (what :meth:`own_rows` draws from)."""
         return derive_key(self.seed, self.block_id, self.batch_index, self.epoch)
 
     @cached_property
     def generator(self) -> torch.Generator:
         """A torch generator seeded from ``key``, on ``device`` (torch-path RNGs)."""
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(self.key)
-        return generator
+        return torch.Generator(device=self.device).manual_seed(self.key)
 
     @property
     def rng(self) -> np.random.Generator:
         """A numpy generator seeded from ``key``."""
         return np.random.default_rng(self.key)
+
+    @cached_property
+    def batch_generator(self) -> torch.Generator:
+        """A torch generator seeded from ``batch_key``, on ``device``."""
+        return torch.Generator(device=self.device).manual_seed(self.batch_key)
+
+    @property
+    def batch_rng(self) -> np.random.Generator:
+        """A numpy generator seeded from ``batch_key``."""
+        return np.random.default_rng(self.batch_key)
+
+    def own_rows(self, draw: Callable[[int], T]) -> T:
+        """This process's rows of ``draw(n)``: random values for ``n`` items (items along the first axis)
+        drawn from ``batch_generator`` or ``batch_rng``. In a share of a data-parallel batch it draws
+        for the whole batch and keeps this process's rows, so every item gets the values it gets in one
+        process, whatever the number of processes."""
+        return share_rows(draw, self.batch_size, self.share)
 
 
 @dataclass

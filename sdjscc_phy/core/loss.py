@@ -24,6 +24,9 @@ class LossBlock(Block):
     """Base class of loss sinks. Subclasses put :data:`WEIGHT` first in ``params`` and implement ``loss``."""
 
     outputs: ClassVar[tuple] = ()
+    # The loss is a mean of per-item terms, so the share-weighted sum of the losses of a batch's shares
+    # (data-parallel training) is the batch's loss. False for batch-level losses (NT-Xent, MCR²).
+    per_item: ClassVar[bool] = True
 
     def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
         """The (unweighted) loss of one batch, a scalar tensor."""

@@ -87,10 +87,11 @@ class Scheduler:
                                      frozenset(self._connected_outputs[block_id]), batch_sizes))
 
     def run_batch(self, batch_index: int, start: int, batch_size: int, epoch: int | None = None,
-                  training: bool = False, only: set[str] | None = None) -> dict[tuple[str, str], torch.Tensor]:
+                  training: bool = False, only: set[str] | None = None,
+                  share: tuple[int, int] | None = None) -> dict[tuple[str, str], torch.Tensor]:
         """Process items ``[start, start + batch_size)`` through every block (or the blocks in ``only``), in
         topological order; returns every port's tensor of this batch by ``(block id, port)`` (figures read
-        them; the run drops them). ``epoch`` and ``training``: see :class:`BatchContext`."""
+        them; the run drops them). ``epoch``, ``training`` and ``share``: see :class:`BatchContext`."""
         values: dict[tuple[str, str], torch.Tensor] = {}
         seed = self.fg.options.seed
         for block_id, block in self.fg.blocks.items():
@@ -98,7 +99,7 @@ class Scheduler:
                 continue
             inputs = {port: values[src] for port, src in self._inputs_of[block_id].items()}
             ctx = BatchContext(batch_index, start, batch_size, self.path, self.device, seed, block_id,
-                               self._run_keys[block_id], epoch, training)
+                               self._run_keys[block_id], epoch, training, share)
             outputs = block.process(inputs, ctx)
             self._check_outputs(block, outputs, batch_size)
             for port, tensor in outputs.items():

@@ -11,6 +11,9 @@ It writes ``<output_dir>/<stage>/last.pt`` (atomically, at the end of every epoc
 validation metrics, learning rate, epoch time). ``resume=True`` continues from ``last.pt``: data order,
 augmentation and channel noise are functions of (seed, stage, epoch, batch index) and the learning rate a
 function of the step, so the resumed loss trajectory equals an uninterrupted run's.
+
+Under ``torchrun`` or ``train(..., nproc=N)`` it trains data-parallel (:mod:`~sdjscc_phy.training.distributed`):
+every rank runs its share of each batch, rank 0 validates and writes every file.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from tqdm import tqdm
 from sdjscc_phy.core.flowgraph import Flowgraph
 from sdjscc_phy.core.loss import LossBlock
 from sdjscc_phy.core.scheduler import Scheduler, count_items, resolve_device
-from sdjscc_phy.errors import CheckpointError, RecipeError, TrainingError
+from sdjscc_phy.errors import CheckpointError, JsccflowError, RecipeError, TrainingError
 from sdjscc_phy.io.paths import check_output_file, check_output_folder
-from sdjscc_phy.io.paths import check_output_file, check_output_folder
+from sdjscc_phy.training import distributed
 from sdjscc_phy.training.checkpoint import (
     TRAIN_FORMAT, TRAIN_VERSION, atomic_torch_save, code_version, load_checkpoint, rng_state, seed_everything,
     set_rng_state,
 )
+from sdjscc_phy.training.distributed import World
 from sdjscc_phy.training.optim import build_optimizer, clip_grad_norm, schedule_factor
 from sdjscc_phy.training.recipe import FREE_KEYS, export_groups, load_recipe, stage_flowgraphs
 
@@ -90,13 +94,28 @@ class StageRun:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config["precision"] == "bf16")
 
-    def training_loss(self, epoch: int, index: int) -> torch.Tensor:
-        """The objective of batch ``index`` of ``epoch``: sum of weight x loss over the loss blocks."""
+    def training_loss(self, epoch: int, index: int, world: World = World()) -> torch.Tensor:
+        """The objective of batch ``index`` of ``epoch``: sum of weight x loss over the loss blocks. In
+        data-parallel training, the objective of this rank's share times the share's fraction of the
+        batch: the ranks' objectives sum to the batch's (for per-item losses)."""
         start = index * self.batch_size
         size = min(self.batch_size, self.items - start)
+        offset, rows = world.share(size)
+        if rows == 0:  # more ranks than items in the last batch
+            return torch.zeros((), device=self.device)
         with self.autocast():
-            self.scheduler.run_batch(index, start, size, epoch=epoch, training=True, only=self.needed)
-        return sum(loss.objective() for loss in self.losses)
+            self.scheduler.run_batch(index, start + offset, rows, epoch=epoch, training=True, only=self.needed,
+                                     share=(offset, size) if world.size > 1 else None)
+        objective = sum(loss.objective() for loss in self.losses)
+        return objective * (rows / size) if world.size > 1 else objective
+
+    def batch_statistics(self) -> list[str]:
+        """What computes statistics over a batch (batch-level losses, BatchNorm in trained blocks): in
+        data-parallel training these see a rank's share, not the whole batch."""
+        found = [f"loss '{b.id}'" for b in self.losses if not type(b).per_item]
+        found += [f"BatchNorm of '{key}'" for key, module in self.modules().items()
+                  if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())]
+        return found
 
     @torch.no_grad()
     def calibrate(self, only_recalibrating: bool = False) -> None:
@@ -178,10 +197,12 @@ class Trainer:
         only: tuple[str, ...] | list[str] = (),
         report: bool | None = None,
         force: bool = False,
+        backend: str | None = None,
     ):
         """``progress``: the step progress bar; ``report`` (default: as ``progress``): one line per epoch,
         resume and export on stderr, also without a bar (a log file then shows how training goes);
-        ``force``: a fresh stage may replace an existing export file."""
+        ``force``: a fresh stage may replace an existing export file; ``backend``: the torch.distributed
+        backend under torchrun (default: nccl on CUDA, gloo on the CPU)."""
         names = [stage["name"] for stage in recipe["stages"]]
         unknown = [name for name in only if name not in names]
         if unknown:
@@ -193,6 +214,8 @@ class Trainer:
         self.report = progress if report is None else report
         self.callbacks = list(callbacks)
         self.force = force
+        self.backend = backend
+        self.world = World()
         self.output_dir = Path(recipe["output_dir"])
         self.step_losses: list[tuple[int, float]] = []  # (global step, loss) of the steps run by this process
 
@@ -200,22 +223,37 @@ class Trainer:
         """Train every stage in order; returns the final validation metrics per stage name."""
         if self.recipe["num_threads"]:
             torch.set_num_threads(int(self.recipe["num_threads"]))
-        self.device = resolve_device(self.recipe["device"], "recipe: device")
-        selected = [c for c in self.recipe["stages"] if not self.only or c["name"] in self.only]
-        self._check_exports(selected)
+        device = resolve_device(self.recipe["device"], "recipe: device")
+        self.world, self.device = distributed.join(device, self.backend)
+        try:
+            if self.device != device:  # the GPU of this rank (LOCAL_RANK)
+                self.recipe = {**self.recipe, "device": str(self.device)}
+            if not self.world.is_main:
+                self.progress = self.report = False
+            selected = [c for c in self.recipe["stages"] if not self.only or c["name"] in self.only]
+            lock = self.world.on_main(lambda: self._prepare_output(selected))
+            try:
+                # a skipped stage's export must already exist for later stages that load it
+                return {config["name"]: self._run_stage(config) for config in selected}
+            finally:
+                if lock is not None:
+                    lock.release()
+        finally:
+            distributed.leave()
+
+    def _prepare_output(self, stages: list[dict]) -> FileLock:
+        """Check the exports and output_dir, create it and lock it (a second trainer on the same output_dir
+        would interleave checkpoints: refuse it)."""
+        self._check_exports(stages)
         check_output_folder(self.output_dir, "recipe: output_dir")
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        try:  # a second trainer on the same output_dir would interleave checkpoints: refuse it
+        try:
             lock = FileLock(str(self.output_dir / ".lock"), timeout=0)
             lock.acquire()
         except Timeout:
             raise TrainingError(f"'{self.output_dir}' is in use by another training; wait for it to finish or "
                                 "choose another output_dir") from None
-        try:
-            # a skipped stage's export must already exist for later stages that load it
-            return {config["name"]: self._run_stage(config) for config in selected}
-        finally:
-            lock.release()
+        return lock
 
     def _check_exports(self, stages: list[dict]) -> None:
         """A stage that starts afresh must not silently replace an existing export (a shipped checkpoint,
@@ -246,15 +284,20 @@ class Trainer:
                  "metrics": {}, "epoch_loss_sum": 0.0, "epoch_loss_count": 0, "epoch_time": 0.0}
         if self.resume and ckpt_path.exists():
             state = self._restore(ckpt_path, config, modules, optimizer)
+        self.world.broadcast_modules(modules)
+        if self.world.size > 1 and stage.batch_statistics():
+            self._say(f"{name}: {', '.join(stage.batch_statistics())} see each process's share of a batch, not the "
+                      "whole batch: this training differs from one process's")
 
         batches = stage.num_batches()
         total_steps = config["epochs"] * batches
         if not state["finished"]:
             self._train_loop(stage, modules, optimizer, max_norm, factor, state, batches, total_steps, ckpt_path)
         if config["export"] and (not Path(config["export"]).exists() or not state.get("exported")):
-            stage.export(config["export"], {
+            # the other ranks wait: a later stage loads the export
+            self.world.on_main(lambda: stage.export(config["export"], {
                 "metrics": state["metrics"], "recipe": _stored(config), "seed": seed, "code_version": code_version(),
-            })
+            }))
             state["exported"] = True
             self._save(ckpt_path, config, modules, optimizer, state)
             self._say(f"{name}: exported {config['export']}")
@@ -278,13 +321,14 @@ class Trainer:
                     lr_factor = factor(state["global_step"], total_steps)
                     for group in optimizer.param_groups:
                         group["lr"] = group["initial_lr"] * lr_factor
-                    loss = stage.training_loss(epoch, i)
-                    loss_value = float(loss.detach())
+                    loss = stage.training_loss(epoch, i, self.world)
+                    optimizer.zero_grad(set_to_none=True)
+                    if loss.requires_grad:  # not on a rank whose share of a short last batch is empty
+                        loss.backward()
+                    loss_value = self.world.sum_gradients(parameters, loss)
                     if not math.isfinite(loss_value):
                         raise TrainingError(f"stage '{name}' epoch {epoch + 1} step {state['global_step'] + 1}: "
                                             f"loss is {loss_value}; {_kept(ckpt_path)}")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
                     if max_norm is not None:
                         torch.nn.utils.clip_grad_norm_(parameters, max_norm)
                     optimizer.step()
@@ -302,7 +346,9 @@ class Trainer:
                         state["epoch_time"] = time.perf_counter() - t_start
                         self._save(ckpt_path, config, modules, optimizer, state)
                 train_time = time.perf_counter() - t_start
-                metrics = stage.evaluate()
+                if not self.world.is_main:  # rank 0 validates alone, but each rank refits what validation refits
+                    stage.calibrate(only_recalibrating=True)
+                metrics = self.world.broadcast(self.world.on_main(stage.evaluate))
                 row = {
                     "epoch": epoch + 1, "step": state["global_step"],
                     "train_loss": state["epoch_loss_sum"] / max(1, state["epoch_loss_count"]),
@@ -313,7 +359,7 @@ class Trainer:
                              epoch_loss_count=0, epoch_time=0.0, finished=epoch + 1 == epochs)
                 state["history"] = state["history"] + [row]
                 self._save(ckpt_path, config, modules, optimizer, state)
-                self._write_csv(self.stage_dir(name) / "log.csv", state["history"])
+                self.world.on_main(lambda: self._write_csv(self.stage_dir(name) / "log.csv", state["history"]))
                 shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
                 self._say(f"{name} epoch {epoch + 1}/{epochs}: train_loss={row['train_loss']:.4f} {shown} "
                           f"lr={row['lr']:.4g} epoch_time={train_time:.1f}s eval_time={row['eval_time_s']:.1f}s")
@@ -326,11 +372,17 @@ class Trainer:
         return {stage.monitor: f"{value:.4f}"} if value is not None else {}
 
     def _say(self, line: str) -> None:
-        if self.report:
+        if self.report:  # rank 0 only
             tqdm.write(line, file=sys.stderr)
 
     def _save(self, path: Path, config: dict, modules: dict, optimizer, state: dict) -> None:
-        """Write ``last.pt``; parameters that went non-finite (a diverging step) never replace a good one."""
+        """Write ``last.pt`` (rank 0, with every rank's RNG state); parameters that went non-finite (a
+        diverging step) never replace a good one."""
+        rngs = self.world.gather(rng_state())
+        self.world.on_main(lambda: self._write_checkpoint(path, config, modules, optimizer, state, rngs))
+
+    def _write_checkpoint(self, path: Path, config: dict, modules: dict, optimizer, state: dict,
+                          rngs: list[dict]) -> None:
         for key, module in modules.items():
             if not all(torch.isfinite(v).all() for v in module.state_dict().values() if v.is_floating_point()):
                 raise TrainingError(f"stage '{config['name']}' step {state['global_step']}: "
@@ -338,8 +390,8 @@ class Trainer:
         atomic_torch_save({
             "format": TRAIN_FORMAT, "version": TRAIN_VERSION, "stage": config["name"],
             "modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": optimizer.state_dict(),
-            "rng": rng_state(), "state": state, "recipe": {**self.recipe, "stages": [_stored(s) for s in
-                                                                                      self.recipe["stages"]]},
+            "rng": rngs[0], "world_size": len(rngs), "rank_rng": rngs[1:], "state": state,
+            "recipe": {**self.recipe, "stages": [_stored(s) for s in self.recipe["stages"]]},
             "code_version": code_version(),
         }, path)
 
@@ -348,14 +400,18 @@ class Trainer:
         if ckpt.get("stage") != config["name"]:
             raise CheckpointError(f"checkpoint '{path}' belongs to stage '{ckpt.get('stage')}', not '{config['name']}'")
         self._check_same_recipe(path, ckpt, config)
+        written_by = ckpt.get("world_size", 1)
+        if written_by != self.world.size:
+            raise CheckpointError(f"checkpoint '{path}' was written by a training of {written_by} process(es); resume "
+                                  f"it with {written_by} (this one has {self.world.size})")
         try:
             if set(ckpt["modules"]) != set(modules):
                 raise KeyError(f"modules {sorted(ckpt['modules'])} != {sorted(modules)}")
             for key, module in modules.items():
                 module.load_state_dict(ckpt["modules"][key])
             optimizer.load_state_dict(ckpt["optimizer"])
-            set_rng_state(ckpt["rng"])
-        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            set_rng_state(ckpt["rng"] if self.world.is_main else ckpt["rank_rng"][self.world.rank - 1])
+        except (KeyError, IndexError, ValueError, RuntimeError, TypeError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"checkpoint '{path}' does not match the recipe's model: {msg}") from None
         state = ckpt["state"]
@@ -422,9 +478,29 @@ def train(
     only: tuple[str, ...] | list[str] = (),
     report: bool | None = None,
     force: bool = False,
+    nproc: int | None = None,
+    backend: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Load ``recipe_path`` with ``KEY=VALUE`` overrides and train it (only the stages named in ``only``,
-    if given); final metrics per stage."""
+    if given); final metrics per stage. ``nproc``: train data-parallel in that many processes on this
+    machine (``callbacks`` then run in every process and must be picklable); ``backend``: the
+    torch.distributed backend (gloo or nccl; default nccl on CUDA, gloo on the CPU)."""
+    if backend is not None and backend not in distributed.BACKENDS:
+        raise JsccflowError(f"--backend: must be one of {', '.join(distributed.BACKENDS)}; got '{backend}'")
+    if nproc is not None:
+        distributed.check_nproc(nproc)
     recipe = load_recipe(recipe_path, overrides, check_flowgraphs=True)
-    return Trainer(recipe, resume=resume, progress=progress, callbacks=callbacks, only=only, report=report,
-                   force=force).run()
+    options = {"resume": resume, "progress": progress, "callbacks": callbacks, "only": only, "report": report,
+               "force": force, "backend": backend}
+    if nproc is None:
+        return Trainer(recipe, **options).run()
+    distributed.check_devices(nproc, resolve_device(recipe["device"], "recipe: device"), backend)
+    return distributed.launch(nproc, _train_worker, str(recipe_path), list(overrides), options)
+
+
+def _train_worker(recipe_path: str, overrides: list[str], options: dict) -> dict[str, dict[str, float]]:
+    """One process of a data-parallel training started by :func:`train` (``nproc``)."""
+    # the processes share the cores (torchrun sets OMP_NUM_THREADS=1); a recipe's num_threads wins
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
+    return Trainer(load_recipe(recipe_path, overrides, check_flowgraphs=True), **options).run()
