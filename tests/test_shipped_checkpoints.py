@@ -35,10 +35,13 @@ SHIPPED = {
     "cl_awgn": ("cl_cifar10.yaml", "cl", ()),
     "multitask_awgn": ("multitask_cifar10.yaml", "multitask", ()),
     "multitask_gated_awgn": ("multitask_cifar10.yaml", "multitask_gated", ()),
-    # 5 epochs, then a warm restart of 2 epochs at lr 5e-4 from that export (docs/training.md)
+    # 5 epochs, a warm restart of 2 epochs, then one of 8 from that export (docs/training.md): the last one's overrides
     "deepjscc_analog_awgn": ("deepjscc_analog_cifar10.yaml", "deepjscc_analog", (
-        "stages.0.epochs=2", "stages.0.optimizer={name: Adam, lr: 0.0005}",
-        "stages.0.variables.codec=../sdjscc_phy/checkpoints/deepjscc_analog_awgn.pt")),
+        "stages.0.epochs=8", "stages.0.optimizer={name: Adam, lr: 0.0005}",
+        "stages.0.schedule={kind: linear_warmup_decay, warmup_fraction: 0.02, start_factor: 0.5, end_factor: 0.02}",
+        "stages.0.variables.codec=deepjscc_analog_awgn")),
+    "sdjscc_rayleigh_fast_qam64": ("sdjscc_rayleigh_fast_qam64.yaml", "sdjscc_rayleigh", ()),
+    "sdjscc_awgn_qam64": ("sdjscc_rayleigh_fast_qam64.yaml", "sdjscc_awgn_qam64", ()),
 }
 
 # Where the current recipe knowingly differs from how an old checkpoint was trained: (checkpoint, fact) ->
