@@ -3,7 +3,7 @@
 ``mse_loss`` (deep JSCC, paper eq. 5), ``semantic_loss`` (SD-JSCC's GSW-weighted feature loss of a frozen
 classifier, eq. 13 with the weights of eqs. 8-10), ``contrastive_loss`` (NT-Xent of CL-JSCC), ``mcr2_loss``
 (the multi-task feature loss, -ΔR), ``rate_loss`` (the multi-task gate's penalty: the fraction of bits
-sent) and ``cross_entropy`` (classifier training).
+sent), ``cross_entropy`` (classifier training) and ``detection_loss`` (CenterNet's loss, detector training).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sdjscc_phy.models import FEATURE_LAYERS, GSW_MODES
 torch = lazy_import("torch")
 F = lazy_import("torch.nn.functional")
 classifier = lazy_import("sdjscc_phy.models.classifier")
+detector = lazy_import("sdjscc_phy.models.detector")
 gsw = lazy_import("sdjscc_phy.training.gsw")
 losses = lazy_import("sdjscc_phy.training.losses")
 
@@ -164,4 +165,24 @@ class RateLoss(LossBlock):
         return inputs["mask"].float().mean()
 
 
-LOSS_BLOCKS = [MseLoss, CrossEntropy, SemanticLoss, ContrastiveLoss, Mcr2Loss, RateLoss]
+class DetectionLoss(LossBlock):
+    """CenterNet's detection loss: penalty-reduced focal loss on the centre heatmap + 0.1 L1 on box size +
+    L1 on the centre offset, each per object (:func:`sdjscc_phy.models.detector.detection_loss`)."""
+
+    type_name = "detection_loss"
+    inputs = (
+        Port("heatmap", "float32", ("C", "h", "w"), "detector's class-centre logits (detector.heatmap)"),
+        Port("size", "float32", (2, "h", "w"), "detector's box width and height maps (detector.size)"),
+        Port("offset", "float32", (2, "h", "w"), "detector's centre offset maps (detector.offset)"),
+        Port("boxes", "float32", ("M", 4), "true boxes (x0, y0, x1, y1) in pixels; slots past num_objects ignored"),
+        Port("labels", "int64", ("M",), "true classes"),
+        Port("num_objects", "int64", (), "objects in the scene"),
+    )
+    params = (WEIGHT,)
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        maps = {name: inputs[name] for name in ("heatmap", "size", "offset")}
+        return detector.detection_loss(maps, inputs["boxes"], inputs["labels"], inputs["num_objects"])["loss"]
+
+
+LOSS_BLOCKS = [MseLoss, CrossEntropy, SemanticLoss, ContrastiveLoss, Mcr2Loss, RateLoss, DetectionLoss]
