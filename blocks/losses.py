@@ -3,7 +3,8 @@
 ``mse_loss`` (deep JSCC, paper eq. 5), ``semantic_loss`` (SD-JSCC's GSW-weighted feature loss of a frozen
 classifier, eq. 13 with the weights of eqs. 8-10), ``contrastive_loss`` (NT-Xent of CL-JSCC), ``mcr2_loss``
 (the multi-task feature loss, -ΔR), ``rate_loss`` (the multi-task gate's penalty: the fraction of bits
-sent), ``cross_entropy`` (classifier training) and ``detection_loss`` (CenterNet's loss, detector training).
+sent), ``cross_entropy`` (classifier training), ``detection_loss`` (CenterNet's loss, detector training) and
+``detector_feature_loss`` (a frozen detector's feature loss, codec fine-tuning for detection).
 """
 
 from __future__ import annotations
@@ -53,21 +54,33 @@ class CrossEntropy(LossBlock):
         return F.cross_entropy(inputs["logits"].float(), inputs["label"], label_smoothing=self.p.label_smoothing)
 
 
-class _FrozenClassifierLoss(LossBlock):
-    """Shared loading of the frozen classifier whose features a loss compares."""
+class _FrozenNetworkLoss(LossBlock):
+    """Shared loading of the frozen task network whose features a loss compares."""
+
+    def load_network(self):
+        raise NotImplementedError
 
     @cached_property
-    def classifier(self):
-        return classifier.load_classifier(self.p.classifier).requires_grad_(False)
+    def network(self):
+        return self.load_network().requires_grad_(False)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         self.bind_inputs(input_shapes)
-        self.classifier  # noqa: B018  (a bad checkpoint is a validation error, not a training-time one)
+        self.network  # noqa: B018  (a bad checkpoint is a validation error, not a training-time one)
         return {}
 
     def setup(self, ctx) -> None:
         super().setup(ctx)
-        self.classifier.to(ctx.device)
+        self.network.to(ctx.device)
+
+
+class _FrozenClassifierLoss(_FrozenNetworkLoss):
+    def load_network(self):
+        return classifier.load_classifier(self.p.classifier)
+
+    @property
+    def classifier(self):
+        return self.network
 
 
 class SemanticLoss(_FrozenClassifierLoss):
@@ -185,4 +198,23 @@ class DetectionLoss(LossBlock):
         return detector.detection_loss(maps, inputs["boxes"], inputs["labels"], inputs["num_objects"])["loss"]
 
 
-LOSS_BLOCKS = [MseLoss, CrossEntropy, SemanticLoss, ContrastiveLoss, Mcr2Loss, RateLoss, DetectionLoss]
+
+class DetectorFeatureLoss(_FrozenNetworkLoss):
+    """A semantic loss for detection: mean squared distance between a frozen detector's stride-4 feature
+    maps (what its heads read) of the received and of the original image."""
+
+    type_name = "detector_feature_loss"
+    inputs = (_IMAGE, _IMAGE_HAT)
+    params = (WEIGHT, Param("detector", "str", "detector_scenes", doc="frozen detector: shipped name or a path"))
+
+    def load_network(self):
+        return detector.load_detector(self.p.detector)
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.network.features(inputs["image"])
+        return F.mse_loss(self.network.features(inputs["image_hat"]).float(), target.float())
+
+
+LOSS_BLOCKS = [MseLoss, CrossEntropy, SemanticLoss, ContrastiveLoss, Mcr2Loss, RateLoss, DetectionLoss,
+               DetectorFeatureLoss]
