@@ -3,7 +3,8 @@
 ``mse_loss`` (deep JSCC, paper eq. 5), ``semantic_loss`` (SD-JSCC's GSW-weighted feature loss of a frozen
 classifier, eq. 13 with the weights of eqs. 8-10), ``contrastive_loss`` (NT-Xent of CL-JSCC), ``mcr2_loss``
 (the multi-task feature loss, -ΔR), ``rate_loss`` (the multi-task gate's penalty: the fraction of bits
-sent) and ``cross_entropy`` (classifier training).
+sent), ``cross_entropy`` (classifier training), ``detection_loss`` (CenterNet's loss, detector training) and
+``detector_feature_loss`` (a frozen detector's feature loss, codec fine-tuning for detection).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sdjscc_phy.models import FEATURE_LAYERS, GSW_MODES
 torch = lazy_import("torch")
 F = lazy_import("torch.nn.functional")
 classifier = lazy_import("sdjscc_phy.models.classifier")
+detector = lazy_import("sdjscc_phy.models.detector")
 gsw = lazy_import("sdjscc_phy.training.gsw")
 losses = lazy_import("sdjscc_phy.training.losses")
 
@@ -52,21 +54,33 @@ class CrossEntropy(LossBlock):
         return F.cross_entropy(inputs["logits"].float(), inputs["label"], label_smoothing=self.p.label_smoothing)
 
 
-class _FrozenClassifierLoss(LossBlock):
-    """Shared loading of the frozen classifier whose features a loss compares."""
+class _FrozenNetworkLoss(LossBlock):
+    """Shared loading of the frozen task network whose features a loss compares."""
+
+    def load_network(self):
+        raise NotImplementedError
 
     @cached_property
-    def classifier(self):
-        return classifier.load_classifier(self.p.classifier).requires_grad_(False)
+    def network(self):
+        return self.load_network().requires_grad_(False)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         self.bind_inputs(input_shapes)
-        self.classifier  # noqa: B018  (a bad checkpoint is a validation error, not a training-time one)
+        self.network  # noqa: B018  (a bad checkpoint is a validation error, not a training-time one)
         return {}
 
     def setup(self, ctx) -> None:
         super().setup(ctx)
-        self.classifier.to(ctx.device)
+        self.network.to(ctx.device)
+
+
+class _FrozenClassifierLoss(_FrozenNetworkLoss):
+    def load_network(self):
+        return classifier.load_classifier(self.p.classifier)
+
+    @property
+    def classifier(self):
+        return self.network
 
 
 class SemanticLoss(_FrozenClassifierLoss):
@@ -164,4 +178,43 @@ class RateLoss(LossBlock):
         return inputs["mask"].float().mean()
 
 
-LOSS_BLOCKS = [MseLoss, CrossEntropy, SemanticLoss, ContrastiveLoss, Mcr2Loss, RateLoss]
+class DetectionLoss(LossBlock):
+    """CenterNet's detection loss: penalty-reduced focal loss on the centre heatmap + 0.1 L1 on box size +
+    L1 on the centre offset, each per object (:func:`sdjscc_phy.models.detector.detection_loss`)."""
+
+    type_name = "detection_loss"
+    inputs = (
+        Port("heatmap", "float32", ("C", "h", "w"), "detector's class-centre logits (detector.heatmap)"),
+        Port("size", "float32", (2, "h", "w"), "detector's box width and height maps (detector.size)"),
+        Port("offset", "float32", (2, "h", "w"), "detector's centre offset maps (detector.offset)"),
+        Port("boxes", "float32", ("M", 4), "true boxes (x0, y0, x1, y1) in pixels; slots past num_objects ignored"),
+        Port("labels", "int64", ("M",), "true classes"),
+        Port("num_objects", "int64", (), "objects in the scene"),
+    )
+    params = (WEIGHT,)
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        maps = {name: inputs[name] for name in ("heatmap", "size", "offset")}
+        return detector.detection_loss(maps, inputs["boxes"], inputs["labels"], inputs["num_objects"])["loss"]
+
+
+
+class DetectorFeatureLoss(_FrozenNetworkLoss):
+    """A semantic loss for detection: mean squared distance between a frozen detector's stride-4 feature
+    maps (what its heads read) of the received and of the original image."""
+
+    type_name = "detector_feature_loss"
+    inputs = (_IMAGE, _IMAGE_HAT)
+    params = (WEIGHT, Param("detector", "str", "detector_scenes", doc="frozen detector: shipped name or a path"))
+
+    def load_network(self):
+        return detector.load_detector(self.p.detector)
+
+    def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.network.features(inputs["image"])
+        return F.mse_loss(self.network.features(inputs["image_hat"]).float(), target.float())
+
+
+LOSS_BLOCKS = [MseLoss, CrossEntropy, SemanticLoss, ContrastiveLoss, Mcr2Loss, RateLoss, DetectionLoss,
+               DetectorFeatureLoss]

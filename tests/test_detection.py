@@ -341,9 +341,11 @@ def test_detection_flowgraphs_run_on_the_shipped_sample(name, items, tiny_detect
 
 
 def test_missing_detector_checkpoint_is_a_one_line_error(capsys):
-    assert main(["run", str(REPO / "flowgraphs" / "detection_clean.yaml"), "--no-progress"]) == 2
+    assert main(["run", str(REPO / "flowgraphs" / "detection_clean.yaml"), "--set", "det.checkpoint=no_such_detector",
+                 "--no-progress"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: ") and "detector checkpoint 'detector_scenes' is neither a file" in line
+    assert line.startswith("error: ") and "detector checkpoint 'no_such_detector' is neither a file" in line
+    assert "detector_scenes" in line  # the shipped names are listed
 
 
 DETECT_FOLDER = """\
@@ -427,3 +429,99 @@ def test_architecture_parameters_must_match_the_checkpoint(tiny_detector):
     assert Detector("det", checkpoint=tiny_detector, width=8).model.arch["width"] == 8
     with pytest.raises(CheckpointError, match="block 'det': parameter 'width' is 48 but checkpoint .* has 8"):
         Detector("det", checkpoint=tiny_detector, width=48).model
+
+
+# -- training through a flowgraph -----------------------------------------------------------------
+
+def test_a_fresh_detector_is_seeded_by_the_flowgraph_seed_not_the_global_generator():
+    from sdjscc_phy.blocks.detection import Detector
+    from sdjscc_phy.core.block import SetupContext
+
+    def fresh(seed: int) -> dict[str, torch.Tensor]:
+        block = Detector("det", checkpoint=None, width=8)
+        torch.manual_seed(seed + 100)  # a different global state every time
+        block.setup(SetupContext(torch.device("cpu"), "torch", seed, {}, {}))
+        return block.model.state_dict()
+
+    first, again, other = fresh(5), fresh(5), fresh(6)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["stem.0.0.weight"], other["stem.0.0.weight"])
+
+
+def test_new_scenes_per_epoch_reads_the_next_range_of_the_set(cifar_like):
+    from sdjscc_phy.blocks.detection import DetectionSource
+    from sdjscc_phy.core.block import BatchContext, SetupContext
+
+    root, split = cifar_like
+    source = DetectionSource("src", dataset="folder", root=str(root), split="train", split_file=str(split),
+                             num_scenes=5, scene_seed=3, canvas=32, new_scenes_per_epoch=True)
+    source.setup(SetupContext(torch.device("cpu"), "host", 0, {}, {}))
+    pool = read_image_folder(root, "train", split)
+    for epoch, first in ((None, 0), (-1, 0), (0, 0), (2, 10)):
+        batch = source.process(None, BatchContext(0, 0, 2, "host", torch.device("cpu"), 0, "src", 0, epoch=epoch))
+        expected = make_scenes(pool, [first, first + 1], seed=3, canvas=32)
+        assert torch.equal(batch["boxes"], expected.boxes) and torch.equal(batch["image"], expected.images / 255)
+    with pytest.raises(ParameterError, match="parameter 'new_scenes_per_epoch': needs dataset 'folder'"):
+        DetectionSource("src", dataset="builtin", new_scenes_per_epoch=True)
+
+
+def test_detection_loss_block_is_the_models_loss_and_an_empty_scene_only_penalises_detections():
+    from sdjscc_phy.blocks.losses import DetectionLoss
+    from sdjscc_phy.core.block import BatchContext
+
+    torch.manual_seed(0)
+    scenes = read_scene_set(BUILTIN_SCENES).subset(range(4))
+    maps = CenterNetDetector(width=8)(scenes.images.float() / 255)
+    block = DetectionLoss("loss", weight=0.5)
+    block.setup(None)
+    block.process({**maps, "boxes": scenes.boxes, "labels": scenes.labels, "num_objects": scenes.num_objects},
+                  BatchContext(0, 0, 4, "torch", torch.device("cpu"), 0, "loss", 0))
+    expected = detection_loss(maps, scenes.boxes, scenes.labels, scenes.num_objects)["loss"]
+    torch.testing.assert_close(block.objective(), 0.5 * expected)
+    # an image without objects: no positive cell, no size or offset term, only the heatmap's false alarms
+    empty = detection_loss(maps, scenes.boxes, scenes.labels, torch.zeros(4, dtype=torch.int64))
+    assert empty["size"] == 0 and empty["offset"] == 0 and empty["loss"] > 0
+    probs = torch.sigmoid(maps["heatmap"])
+    torch.testing.assert_close(empty["loss"], -(torch.nn.functional.logsigmoid(-maps["heatmap"]) * probs**2).sum())
+
+
+def test_detector_recipe_trains_on_generated_scenes_and_its_export_runs(cifar_like, tmp_path):
+    from sdjscc_phy.training.recipe import load_recipe
+    from sdjscc_phy.training.trainer import Trainer
+
+    root, split = cifar_like
+    export = tmp_path / "det.pt"
+    recipe = load_recipe(REPO / "recipes" / "detector_scenes.yaml", [
+        f"output_dir={tmp_path / 'runs'}", f"set=[data_root={root}, src.split_file={split}]",
+        # the same 4 scenes every epoch, so that the loss must fall within a few steps
+        "stages.0.variables={num_scenes: 4, width: 8}", "stages.0.set=src.new_scenes_per_epoch=false",
+        "stages.0.epochs=12", "stages.0.batch_size=4",
+        "stages.0.optimizer={name: Adam, lr: 0.01}", "stages.0.schedule={kind: constant}",
+        "stages.0.validation.set=[src.dataset=builtin, src.new_scenes_per_epoch=false, options.max_items=8]",
+        f"stages.0.export={export}"], check_flowgraphs=True)
+    trainer = Trainer(recipe, progress=False)
+    metrics = trainer.run()["detector"]
+    losses = [loss for _, loss in trainer.step_losses]
+    assert len(losses) == 12 and losses[-1] < 0.75 * losses[0]
+    assert 0 <= metrics["val_map50"] <= 1 and "val_loss_centernet" in metrics
+    assert load_detector(export).arch == {"num_classes": 10, "width": 8}
+
+
+def test_detection_finetune_recipe_trains_the_codec_on_a_frozen_detectors_features(cifar_like, tiny_detector, tmp_path):
+    from sdjscc_phy.models.jscc import load_codec
+    from sdjscc_phy.training.recipe import load_recipe
+    from sdjscc_phy.training.trainer import Trainer
+
+    root, split = cifar_like
+    export = tmp_path / "codec.pt"
+    recipe = load_recipe(REPO / "recipes" / "sdjscc_detection_finetune.yaml", [
+        f"output_dir={tmp_path / 'runs'}", f"set=[data_root={root}, src.split_file={split}]",
+        f"stages.0.variables={{num_scenes: 8, detector: {tiny_detector}}}", "stages.0.batch_size=4",
+        "stages.0.validation.set=[src.dataset=builtin, src.new_scenes_per_epoch=false, options.max_items=4]",
+        f"stages.0.export={export}"], check_flowgraphs=True)
+    trainer = Trainer(recipe, progress=False)
+    metrics = trainer.run()["sdjscc_detection"]
+    assert len(trainer.step_losses) == 2 and all(np.isfinite(loss) for _, loss in trainer.step_losses)
+    assert metrics["val_loss_semantic"] > 0 and 0 <= metrics["val_map50"] <= 1
+    before, after = load_codec("sdjscc_awgn").state_dict(), load_codec(export).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the codec was trained

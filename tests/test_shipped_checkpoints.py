@@ -28,6 +28,7 @@ RESTART = ("stages.sdjscc.epochs=8",)
 # checkpoint name -> (recipe file, stage, overrides it was trained with: docs/training.md gives the commands)
 SHIPPED = {
     "classifier_cifar10": ("classifier_cifar10.yaml", "classifier", ()),
+    "detector_scenes": ("detector_scenes.yaml", "detector", ()),
     "deepjscc_awgn": ("sdjscc_cifar10.yaml", "deepjscc", ()),
     "sdjscc_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + ("stages.sdjscc.variables.codec=sdjscc_awgn",)),
     "sdjscc_nogsw_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + (

@@ -170,7 +170,12 @@ EXAMPLES = {("float32", (3, "H", "W")): lambda: torch.rand(4, 3, 32, 32),
             ("complex64", ("S",)): lambda: torch.randn(4, 64, dtype=torch.complex64),
             ("float32", ("C",)): lambda: torch.randn(4, 10), ("float32", ("D",)): lambda: torch.randn(4, 32),
             ("int64", ()): lambda: torch.tensor([0, 1, 2, 3]), ("float32", ()): lambda: torch.tensor([0., 5., 10., 20.]),
-            ("float32", ("S",)): lambda: torch.full((4, 64), 0.3)}
+            ("float32", ("S",)): lambda: torch.full((4, 64), 0.3),
+            # detection: maps on an 8x8 stride-4 grid (32x32 scenes) and M = 4 object slots
+            ("float32", ("C", "h", "w")): lambda: torch.randn(4, 10, 8, 8),
+            ("float32", (2, "h", "w")): lambda: torch.rand(4, 2, 8, 8),
+            ("float32", ("M", 4)): lambda: torch.tensor([[2.0, 3.0, 20.0, 17.0]]).repeat(4, 4, 1),
+            ("int64", ("M",)): lambda: torch.tensor([[1, 2, 3, -1]]).repeat(4, 1)}
 
 
 def example_inputs(cls) -> dict[str, torch.Tensor]:

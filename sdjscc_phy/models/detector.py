@@ -90,7 +90,8 @@ class CenterNetDetector(nn.Module):
         with torch.no_grad():
             self.heatmap[-1].bias.fill_(_HEATMAP_BIAS)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """The stride-4 feature maps ``[B, width, H/4, W/4]`` that the three heads read."""
         height, width = image.shape[-2:]
         if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
             raise ValueError(f"image sides must be multiples of {INPUT_MULTIPLE}; got {height}x{width}")
@@ -98,7 +99,10 @@ class CenterNetDetector(nn.Module):
         x8 = self.down8(x4)
         x16 = self.down16(x8)
         up8 = self.merge8(self.lateral8(x8) + F.interpolate(x16, scale_factor=2.0, mode="nearest"))
-        features = self.merge4(self.lateral4(x4) + F.interpolate(up8, scale_factor=2.0, mode="nearest"))
+        return self.merge4(self.lateral4(x4) + F.interpolate(up8, scale_factor=2.0, mode="nearest"))
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.features(image)
         return {"heatmap": self.heatmap(features), "size": self.size(features), "offset": self.offset(features)}
 
 
