@@ -186,7 +186,7 @@ def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data, de
     assert main(argv) == 0
     gated = load_multitask(f"{d['dir']}/multitask_gated.pt")
     assert gated.gate is not None and load_multitask(f"{d['dir']}/multitask.pt").gate is None
-    assert gated.config.num_classes == 3 and gated.metadata["recipe"]["variables"]["rate_weight"] == 0.01
+    assert gated.config.num_classes == 3 and gated.metadata["recipe"]["variables"]["rate_weight"] == 0.001
     assert {"val_accuracy", "val_psnr_db", "val_symbols_per_image", "val_loss_ce"} <= set(gated.metadata["metrics"])
     assert gated.linear is not None and gated.class_bases.abs().sum() > 0  # subspaces fitted for a linear codec too
 
