@@ -3,8 +3,9 @@
 ``mse_loss`` (deep JSCC, paper eq. 5), ``semantic_loss`` (SD-JSCC's GSW-weighted feature loss of a frozen
 classifier, eq. 13 with the weights of eqs. 8-10), ``contrastive_loss`` (NT-Xent of CL-JSCC), ``mcr2_loss``
 (the multi-task feature loss, -ΔR), ``rate_loss`` (the multi-task gate's penalty: the fraction of bits
-sent), ``cross_entropy`` (classifier training), ``detection_loss`` (CenterNet's loss, detector training) and
-``detector_feature_loss`` (a frozen detector's feature loss, codec fine-tuning for detection).
+sent, optionally priced at the channel's capacity), ``cross_entropy`` (classifier training), ``detection_loss``
+(CenterNet's loss, detector training) and ``detector_feature_loss`` (a frozen detector's feature loss, codec
+fine-tuning for detection).
 """
 
 from __future__ import annotations
@@ -168,14 +169,26 @@ class Mcr2Loss(LossBlock):
 
 
 class RateLoss(LossBlock):
-    """The fraction of code bits sent (the multi-task gate's rate penalty)."""
+    """The fraction of code bits sent (the multi-task gate's rate penalty); with ``snr_db`` connected, each
+    item's fraction priced at the Shannon capacity log2(1 + SNR) of its channel uses.
+
+    The capacity price is the bandwidth's opportunity cost: a channel use at 20 dB could carry 6.7 bits of
+    other traffic, one at 0 dB 1 bit. With a flat price the gate prunes where a code channel is worth least
+    to the task, which is not where the channel is good (an erased channel costs about as much PSNR at 0 dB
+    as at 20 dB); with the capacity price, sending the full code gets dearer as the channel improves.
+    """
 
     type_name = "rate_loss"
-    inputs = (Port("mask", "float32", ("N",), "1 where a bit is sent (multitask_encoder.mask)"),)
+    inputs = (Port("mask", "float32", ("N",), "1 where a bit is sent (multitask_encoder.mask)"),
+              Port("snr_db", "float32", (), "per-item channel Es/N0 in dB: price each item's channel uses at "
+                   "log2(1 + SNR) bits", optional=True))
     params = (WEIGHT,)
 
     def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
-        return inputs["mask"].float().mean()
+        sent = inputs["mask"].float().mean(1)
+        if "snr_db" in inputs:
+            sent = sent * torch.log2(1.0 + 10.0 ** (inputs["snr_db"].float() / 10.0))
+        return sent.mean()
 
 
 class DetectionLoss(LossBlock):

@@ -24,9 +24,9 @@ from sdjscc_phy.blocks.neural import image_size_of_code
 from sdjscc_phy.core.block import Batch, BatchContext, Block
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
-from sdjscc_phy.errors import PortError, RecipeError
+from sdjscc_phy.errors import CheckpointError, PortError, RecipeError
 from sdjscc_phy.lazy import lazy_import
-from sdjscc_phy.models import DOWNSAMPLING
+from sdjscc_phy.models import DOWNSAMPLING, MULTITASK_CLASSIFIERS
 from sdjscc_phy.phy.choices import CONSTELLATIONS
 
 if TYPE_CHECKING:
@@ -42,7 +42,8 @@ _CHECKPOINT = Param("checkpoint", "str", "multitask_gated_awgn", nullable=True,
 _ARCHITECTURE = (
     Param("architecture", "mapping", {}, doc="fresh model: MultitaskConfig fields, e.g. {code_channels: 4, gated: true}"),
     Param("init_codec", "str", None, nullable=True,
-          doc="fresh model: start encoder and decoder from this JSCC codec (shipped name or path)"),
+          doc="fresh model: start from this JSCC codec (encoder, decoder) or multi-task codec (every part the "
+              "architectures share, e.g. a gated model from an ungated one); shipped name or path"),
 )
 
 
@@ -54,6 +55,10 @@ class _MultitaskBlock(Block):
         if unknown:
             return [f"parameter 'architecture': unknown field '{unknown[0]}' "
                     f"(fields: {', '.join(multitask.MultitaskConfig.__dataclass_fields__)})"]
+        classifier = self.p.architecture.get("classifier", "subspace")
+        if classifier not in MULTITASK_CLASSIFIERS:
+            return [f"parameter 'architecture': classifier '{classifier}' is not one of "
+                    f"{', '.join(MULTITASK_CLASSIFIERS)}"]
         return []
 
     @cached_property
@@ -62,14 +67,27 @@ class _MultitaskBlock(Block):
             return multitask.load_multitask(self.p.checkpoint)
         model = multitask.MultitaskJscc(multitask.MultitaskConfig(**self.p.architecture))
         if self.p.init_codec:
-            codec = jscc.load_codec(self.p.init_codec)
-            try:
-                model.encoder.load_state_dict(codec.encoder.state_dict())
-                model.decoder.load_state_dict(codec.decoder.state_dict())
-            except RuntimeError as exc:
-                raise PortError(f"parameter 'init_codec': '{self.p.init_codec}' does not match the architecture: "
-                                f"{str(exc).splitlines()[0]}") from None
+            self._initialise(model, self.p.init_codec)
         return model
+
+    @staticmethod
+    def _initialise(model: MultitaskJscc, name: str) -> None:
+        """Copy the parts ``model`` shares with the codec ``name``: a JSCC codec's encoder and decoder, or
+        a multi-task codec's every part (the ones it lacks, e.g. a gate, keep their fresh start)."""
+        try:
+            source = jscc.load_codec(name)
+        except CheckpointError:  # not a JSCC codec: a multi-task one (or the multi-task loader's error)
+            source = multitask.load_multitask(name)
+        state = source.state_dict()
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise PortError(f"parameter 'init_codec': '{name}' does not match the architecture: "
+                            f"{str(exc).strip().splitlines()[-1].strip()}") from None
+        lost = unexpected + [k for k in missing if k.startswith(("encoder.", "decoder."))]
+        if lost:
+            raise PortError(f"parameter 'init_codec': '{name}' does not match the architecture: "
+                            f"'{lost[0]}' has no counterpart")
 
     @property
     def code_channels(self) -> int:
@@ -169,7 +187,8 @@ class MultitaskDecoder(_MultitaskBlock):
     outputs = (
         Port("image", "float32", (3, "H", "W"), "recovered RGB image in [0, 1]"),
         Port("z", "float32", ("D",), "unit-norm received features (mcr2_loss input)"),
-        Port("logits", "float32", ("C",), "class scores -||z - U_j U_j^T z||^2 (nearest class subspace)"),
+        Port("logits", "float32", ("C",), "class scores: the linear classifier's, or -||z - U_j U_j^T z||^2 "
+             "(nearest class subspace)"),
         Port("label_hat", "int64", (), "predicted class (argmax of the logits)"),
     )
     params = (
@@ -177,13 +196,17 @@ class MultitaskDecoder(_MultitaskBlock):
         Param("height", "int", None, low=DOWNSAMPLING, nullable=True, unit="pixels",
               doc="image height (default: square images)"),
         *_ARCHITECTURE,
+        Param("classifier", "str", None, nullable=True, choices=MULTITASK_CLASSIFIERS,
+              doc="class scores from: null = the codec's own classifier; subspace = nearest class subspace "
+                  "(the paper's); linear = the linear layer trained with cross-entropy"),
         Param("stats_images", "int", 5000, low=1, unit="images",
               doc="training: items whose received features fit the class subspaces"),
     )
     recalibrate = True
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"decoder": self.model.decoder, "head": self.model.head}
+        linear = {"linear": self.model.linear} if self.model.linear is not None else {}
+        return {"decoder": self.model.decoder, "head": self.model.head, **linear}
 
     def calibration_items(self) -> int:
         return self.p.stats_images
@@ -191,18 +214,21 @@ class MultitaskDecoder(_MultitaskBlock):
     def calibrate(self, batches: list[Batch]) -> None:
         if any("label" not in b for b in batches):
             raise PortError("input port 'label': refitting the class subspaces needs the true labels")
-        z = torch.cat([self._features(b)[1] for b in batches]).float()
+        z = torch.cat([self.model.unit(self._features(b)[1]) for b in batches]).float()
         self.model.fit_class_statistics(z, torch.cat([b["label"] for b in batches]))
 
     def _features(self, inputs: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(erased P(b=1), features z) of one batch."""
+        """(erased P(b=1), features h before normalisation) of one batch."""
         p1 = inputs["p1"].float()
         height, width = image_size_of_code(p1.shape[1], self.code_channels, self.p.height)
         p1 = self.model.erase(p1, inputs.get("mask"))
-        return p1, self.model.features(p1, height, width)
+        return p1, self.model.embed(p1, height, width)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         self.bind_inputs(input_shapes)
+        if self.p.classifier == "linear" and self.model.linear is None:
+            raise PortError("parameter 'classifier': the codec has no linear classifier (it was trained for "
+                            "the subspace receiver)")
         (num_bits,) = input_shapes["p1"]
         size = image_size_of_code(num_bits, self.code_channels, self.p.height) if isinstance(num_bits, int) \
             else ("H", "W")
@@ -210,8 +236,8 @@ class MultitaskDecoder(_MultitaskBlock):
                 "logits": (self.model.config.num_classes,), "label_hat": ()}
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
-        p1, z = self._features(inputs)
+        p1, h = self._features(inputs)
         height, width = image_size_of_code(p1.shape[1], self.code_channels, self.p.height)
-        logits = self.model.logits(z)
-        return {"image": self.model.decoder(p1, height, width), "z": z, "logits": logits,
+        logits = self.model.scores(h, self.p.classifier)
+        return {"image": self.model.decoder(p1, height, width), "z": self.model.unit(h), "logits": logits,
                 "label_hat": logits.argmax(1)}

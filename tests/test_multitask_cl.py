@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from conftest import make_image_folder
+from sdjscc_phy.blocks.multitask import MultitaskDecoder
 from sdjscc_phy.cli.main import main
 from sdjscc_phy.core.flowgraph import load_flowgraph
 from sdjscc_phy.core.scheduler import run_flowgraph
+from sdjscc_phy.errors import JsccflowError, PortError
 from sdjscc_phy.models.classifier import CifarClassifier, export_classifier
 from sdjscc_phy.models.jscc import load_codec
 from sdjscc_phy.models.multitask import MultitaskConfig, MultitaskJscc, export_multitask, load_multitask
@@ -58,6 +60,17 @@ def test_nt_xent_of_orthogonal_pairs_is_closed_form_and_matches_a_loop():
         den = sum(math.exp(float(v[i] @ v[k]) / tau) for k in range(10) if k != i)
         losses.append(-math.log(math.exp(float(v[i] @ v[j]) / tau) / den))
     assert float(nt_xent(a, p, tau)) == pytest.approx(sum(losses) / 10, rel=1e-5)
+
+
+def test_rate_loss_is_the_fraction_sent_or_its_capacity_price():
+    from sdjscc_phy.blocks.losses import RateLoss
+
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    rate = RateLoss("rate")
+    assert float(rate.loss({"mask": mask}, None)) == pytest.approx(0.75)
+    # 0 dB: log2(1 + 1) = 1 bit per channel use; 10 log10(3) dB: log2(1 + 3) = 2 bits
+    snr = torch.tensor([0.0, 10 * math.log10(3.0)])
+    assert float(rate.loss({"mask": mask, "snr_db": snr}, None)) == pytest.approx((0.5 * 1 + 1.0 * 2) / 2)
 
 
 # --- model ------------------------------------------------------------------------------------
@@ -112,6 +125,29 @@ def test_nearest_class_subspace_classifies_features_in_their_class_subspace():
     torch.testing.assert_close(logits[torch.arange(20), labels], torch.zeros(20), atol=1e-5, rtol=0)
 
 
+def test_linear_classifier_reads_raw_features_and_the_subspace_receiver_the_unit_ones():
+    torch.manual_seed(0)
+    model = MultitaskJscc(MultitaskConfig(feature_dim=4, num_classes=2, subspace_dim=2, classifier="linear"))
+    h = 3 * torch.randn(6, 4)
+    torch.testing.assert_close(model.scores(h), model.linear(h))
+    torch.testing.assert_close(model.scores(h, "subspace"), model.logits(h / h.norm(dim=1, keepdim=True)))
+    with pytest.raises(ValueError, match="no linear classifier"):
+        tiny_model(gated=False).scores(torch.randn(2, 8), "linear")
+
+
+def test_a_gated_codec_starts_from_an_ungated_multitask_codec_and_keeps_a_fresh_gate(multitask_checkpoints):
+    source = load_multitask(multitask_checkpoints["ungated"])
+    gated = MultitaskJscc(MultitaskConfig(code_channels=4, width=8, feature_dim=8, head_width=8, subspace_dim=2,
+                                          gated=True))
+    MultitaskDecoder._initialise(gated, multitask_checkpoints["ungated"])
+    for name, value in source.state_dict().items():
+        assert torch.equal(gated.state_dict()[name], value), name
+    assert torch.all(gated.gate.net[2].bias == 1.0)  # every channel open, as a fresh gate starts
+    wider = MultitaskJscc(MultitaskConfig(code_channels=4, width=16, feature_dim=8, head_width=8, subspace_dim=2))
+    with pytest.raises(PortError, match="parameter 'init_codec'.*does not match"):
+        MultitaskDecoder._initialise(wider, multitask_checkpoints["ungated"])
+
+
 # --- recipes through `jsccflow train` ------------------------------------------------------------
 @pytest.fixture
 def tiny_data(tmp_path) -> dict[str, str]:
@@ -134,7 +170,8 @@ def data_sets(d: dict) -> list[str]:
     return [f"--set=set=data_root={d['root']}", f"--set=set=src.split_file={d['split']}"]
 
 
-ARCHITECTURE = "{code_channels: 4, width: 8, feature_dim: 6, head_width: 8, num_classes: 3, subspace_dim: 2, gated: %s}"
+ARCHITECTURE = ("{code_channels: 4, width: 8, feature_dim: 6, head_width: 8, num_classes: 3, subspace_dim: 2, "
+                "classifier: linear, gated: %s}")
 
 
 @pytest.mark.parametrize("device", [
@@ -149,9 +186,9 @@ def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data, de
     assert main(argv) == 0
     gated = load_multitask(f"{d['dir']}/multitask_gated.pt")
     assert gated.gate is not None and load_multitask(f"{d['dir']}/multitask.pt").gate is None
-    assert gated.config.num_classes == 3 and gated.metadata["recipe"]["variables"]["rate_weight"] == 0.01
-    assert {"val_accuracy", "val_psnr_db", "val_symbols_per_image", "val_loss_mcr2"} <= set(gated.metadata["metrics"])
-    assert gated.class_bases.abs().sum() > 0  # class subspaces fitted before the export
+    assert gated.config.num_classes == 3 and gated.metadata["recipe"]["variables"]["rate_weight"] == 0.001
+    assert {"val_accuracy", "val_psnr_db", "val_symbols_per_image", "val_loss_ce"} <= set(gated.metadata["metrics"])
+    assert gated.linear is not None and gated.class_bases.abs().sum() > 0  # subspaces fitted for a linear codec too
 
 
 def test_cl_recipe_trains_both_stages_on_a_few_images(tiny_data):
@@ -190,6 +227,11 @@ def test_gated_multitask_flowgraph_reports_the_symbols_it_sends(multitask_checkp
     assert metrics["symbols_per_image"] == symbols and metrics["bpp"] == symbols * 4 / 1024
     assert {"accuracy", "f1_macro", "psnr_db", "ssim"} <= set(metrics)
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0 < metrics["psnr_db"] < 100
+
+
+def test_the_linear_receiver_of_a_subspace_codec_is_one_error_line(multitask_checkpoints):
+    with pytest.raises(JsccflowError, match="parameter 'classifier': the codec has no linear classifier"):
+        run_multitask(multitask_checkpoints["ungated"], "dec.classifier=linear")
 
 
 def test_gate_off_and_ungated_codecs_send_every_symbol(multitask_checkpoints):

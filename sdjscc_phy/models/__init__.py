@@ -14,3 +14,7 @@ DETECTOR_STRIDE = 4
 #: SD-JSCC's GSW weights them (eqs. 8-10, sdjscc_phy.training.gsw). Here for the same reason as DOWNSAMPLING.
 FEATURE_LAYERS = ("stem", "block1", "block2", "block3", "pool", "logits")
 GSW_MODES = ("paper", "true_class", "predicted_class", "magnitude", "off")
+
+#: The multi-task codec's receivers of the received features: nearest class subspace (the paper's, MCR²
+#: features) or a linear layer trained with cross-entropy. Here for the same reason as DOWNSAMPLING.
+MULTITASK_CLASSIFIERS = ("subspace", "linear")

@@ -9,13 +9,17 @@ Only the paper's abstract was at hand; the design choices made here (also in doc
   (k/n = 1/48). The encoder/decoder may start from the shipped deep-JSCC codec (``init_from``).
 - **Feature head.** Classification runs on the received soft bits, not on the reconstruction: a small
   CNN (two 3x3 convs, two stride-2 convs, 2x2 average pool, linear) maps 2·P(b=1) − 1 of the code grid
-  to ``feature_dim`` features, normalised to the unit sphere (as MCR² features are in Yu et al. 2020).
-- **Loss.** MSE + λ·(−ΔR) with ΔR the MCR² coding rate reduction of the batch's features
-  (:func:`sdjscc_phy.training.losses.mcr2`, quantisation precision ε), plus the gate's rate penalty.
-- **Classifier in feature space.** Nearest class subspace (Yu et al. 2020, Sec. 4): per class, the top
+  to ``feature_dim`` features h; z = h / ‖h‖ on the unit sphere (as MCR² features are in Yu et al. 2020).
+- **Loss** (training flowgraph): MSE + w·CE of the linear classifier, or the paper's MSE + λ·(−ΔR) with
+  ΔR the MCR² coding rate reduction of the batch's z (:func:`sdjscc_phy.training.losses.mcr2`,
+  quantisation precision ε); plus the gate's rate penalty.
+- **Classifier in feature space** (``classifier``): ``linear`` — a linear layer on the head's features
+  before normalisation, trained with cross-entropy (MSE + w·CE, the encoder shaping its code for both
+  tasks); or ``subspace`` — the paper's nearest class subspace (Yu et al. 2020, Sec. 4): per class, the top
   ``subspace_dim`` principal directions (uncentred, via SVD) of training features received at SNRs drawn
   from the training range; class scores (``logits``) are −‖z − U_j U_jᵀ z‖², the negative squared residual,
-  so argmax is the nearest subspace. The bases (and class means) are buffers of the exported checkpoint.
+  so argmax is the nearest subspace. The bases (and class means) are buffers of the exported checkpoint;
+  they are fitted for a ``linear`` model too, so both receivers can read the same code.
 - **Gate.** An MLP (1 → ``gate_hidden`` → code channels) of the SNR in dB (divided by 10) gives one logit
   per code channel; the mask is hard (logit > 0) with a straight-through sigmoid gradient. The gate sees
   the SNR only, not the code (so the transmitter needs the SNR: it is assumed known at the transmitter,
@@ -33,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sdjscc_phy.models import MULTITASK_CLASSIFIERS
 from sdjscc_phy.models.checkpoints import load_export
 from sdjscc_phy.models.jscc import DOWNSAMPLING, JsccConfig, JsccDecoder, JsccEncoder
 
@@ -53,6 +58,11 @@ class MultitaskConfig:
     subspace_dim: int = 4
     gated: bool = False
     gate_hidden: int = 16
+    classifier: str = "subspace"
+
+    def __post_init__(self):
+        if self.classifier not in MULTITASK_CLASSIFIERS:
+            raise ValueError(f"classifier '{self.classifier}' is not one of {', '.join(MULTITASK_CLASSIFIERS)}")
 
     @property
     def codec(self) -> JsccConfig:
@@ -60,7 +70,7 @@ class MultitaskConfig:
 
 
 class FeatureHead(nn.Module):
-    """Received soft bits ``[B, C, h, w]`` (P(b=1)) -> unit-norm features ``[B, feature_dim]``."""
+    """Received soft bits ``[B, C, h, w]`` (P(b=1)) -> features ``[B, feature_dim]`` (before normalisation)."""
 
     def __init__(self, config: MultitaskConfig):
         super().__init__()
@@ -73,7 +83,7 @@ class FeatureHead(nn.Module):
         )
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(grid * 2.0 - 1.0), dim=1)
+        return self.net(grid * 2.0 - 1.0)
 
 
 class SnrGate(nn.Module):
@@ -103,6 +113,7 @@ class MultitaskJscc(nn.Module):
         self.head = FeatureHead(config)
         self.gate = SnrGate(config) if config.gated else None
         k, d = config.num_classes, config.feature_dim
+        self.linear = nn.Linear(d, k) if config.classifier == "linear" else None
         self.register_buffer("class_bases", torch.zeros(k, d, config.subspace_dim))
         self.register_buffer("class_means", torch.zeros(k, d))
 
@@ -131,9 +142,23 @@ class MultitaskJscc(nn.Module):
     def grid(self, p1: torch.Tensor, height: int, width: int) -> torch.Tensor:
         return p1.reshape(-1, self.config.code_channels, height // DOWNSAMPLING, width // DOWNSAMPLING)
 
-    def features(self, p1: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Unit-norm features z ``[B, feature_dim]`` of received (erased) soft bits ``[B, N]``."""
+    def embed(self, p1: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Features h ``[B, feature_dim]`` (before normalisation) of received (erased) soft bits ``[B, N]``."""
         return self.head(self.grid(p1, height, width))
+
+    @staticmethod
+    def unit(h: torch.Tensor) -> torch.Tensor:
+        """The unit-norm features z the MCR² loss and the class subspaces use."""
+        return F.normalize(h, dim=1)
+
+    def scores(self, h: torch.Tensor, classifier: str | None = None) -> torch.Tensor:
+        """Class scores of features h by ``classifier`` (default: the model's own): the linear layer's
+        logits, or the nearest class subspace's (:meth:`logits` of the unit-norm z)."""
+        if (classifier or self.config.classifier) == "linear":
+            if self.linear is None:
+                raise ValueError("the codec has no linear classifier (it was trained for the subspace receiver)")
+            return self.linear(h)
+        return self.logits(self.unit(h))
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Class scores −‖z − U_j U_jᵀ z‖² (nearest class subspace) ``[B, num_classes]``."""
