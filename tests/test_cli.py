@@ -73,7 +73,8 @@ def test_blocks_json_lists_builtin_blocks_with_ports_and_params(capsys):
     described = {b["type"]: b for b in json.loads(capsys.readouterr().out)}
     assert {"image_source", "bit_source", "binarizer", "metric_sink", "symbol_file_sink"} <= set(described)
     binarizer = described["binarizer"]
-    assert binarizer["paths"] == ["host", "torch"]
+    assert binarizer["paths"] == ["host", "torch"] and binarizer["on_gpu"] == "device"
+    assert described["ldpc_decoder"]["on_gpu"] == "host" and described["image_codec_encoder"]["on_gpu"] == "host"
     assert binarizer["inputs"][0] == {"name": "e", "dtype": "float32", "shape": "[N]", "optional": False,
                                       "doc": "encoder output, values in [0, 1]"}
     assert binarizer["params"][0]["default"] == 0.5
