@@ -71,6 +71,14 @@ def resolve_path(requested: str, device: torch.device) -> str:
     return "host" if device.type == "cpu" else "torch"
 
 
+def block_devices(fg: Flowgraph, path: str, device: torch.device) -> dict[str, torch.device]:
+    """Where each block computes in a run on ``device`` with block paths ``path`` (host or torch): on
+    ``device``, or on the CPU for a host path in numpy/Numba (:meth:`Block.runs_on_device`)."""
+    host = torch.device("cpu")
+    return {block_id: device if type(block).runs_on_device(type(block).path_for(path)) else host
+            for block_id, block in fg.blocks.items()}
+
+
 class Scheduler:
     """Runs a validated flowgraph batch by batch.
 
@@ -84,9 +92,7 @@ class Scheduler:
         self.fg = fg
         self.device = resolve_device(fg.options.device)
         self.path = resolve_path(fg.options.path, self.device)
-        host = torch.device("cpu")
-        self.block_devices = {block_id: self.device if type(block).runs_on_device(type(block).path_for(self.path))
-                              else host for block_id, block in fg.blocks.items()}
+        self.block_devices = block_devices(fg, self.path, self.device)
         self._inputs_of = {block_id: fg.upstream(block_id) for block_id in fg.blocks}
         self._item_shapes = dict(fg.output_shapes)
         self._run_keys = {block_id: derive_key(fg.options.seed, block_id) for block_id in fg.blocks}
