@@ -4,6 +4,9 @@ batch. The placement rule is device-independent, so a ``cuda`` device object (no
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,15 @@ def test_torch_and_host_paths_of_the_main_job_agree_statistically():
     assert torch_path["psnr_db"] == pytest.approx(host["psnr_db"], abs=0.2)
     assert abs(torch_path["accuracy"] - host["accuracy"]) < 4 * host["accuracy_se"]
     assert torch_path["bpp"] == host["bpp"] == 0.25
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="measures on a machine with a GPU")
+def test_gpu_benchmark_skips_cleanly_without_a_gpu():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_run.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    first, last = proc.stdout.strip().splitlines()
+    assert first.startswith("no GPU")
+    figures = json.loads(last)
+    assert figures and all(v is None for v in figures.values())
+    assert {"gpu_vs_cpu_main_job_ratio", "gpu_vs_cpu_train_ratio"} <= set(figures)
