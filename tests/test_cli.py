@@ -95,7 +95,7 @@ def test_plugin_package_is_discovered_by_the_installed_command(plugin, write_flo
     env = {**os.environ, "PYTHONPATH": str(plugin)}
     cli = [sys.executable, "-m", "sdjscc_phy.cli.main"]
     listed = subprocess.run([*cli, "blocks"], env=env, capture_output=True, text=True, check=True).stdout
-    assert "test_gain (host): Multiplies complex symbols by a real gain." in listed
+    assert "test_gain (host; on a GPU: host): Multiplies complex symbols by a real gain." in listed
     checked = subprocess.run([*cli, "validate", path], env=env, capture_output=True, text=True)
     assert checked.returncode == 2
     assert "block 'g': required input port 'x' is not connected" in checked.stderr
