@@ -75,3 +75,13 @@ def test_gpu_benchmark_skips_cleanly_without_a_gpu():
     figures = json.loads(last)
     assert figures and all(v is None for v in figures.values())
     assert {"gpu_vs_cpu_main_job_ratio", "gpu_vs_cpu_train_ratio"} <= set(figures)
+
+
+def test_a_torch_path_run_leaves_the_torch_path_trainable():
+    """A run is in inference mode; the PHY tables it caches must still serve autograd afterwards."""
+    from sdjscc_phy.phy import mapping
+
+    run_flowgraph(load_flowgraph(FLOWGRAPHS / "qam16_awgn_ber.yaml", ["options.path=torch"], max_items=10))
+    y = torch.randn(2, 8, dtype=torch.complex64, requires_grad=True)
+    mapping.demap_llr(y, 0.3, 4).sum().backward()
+    assert y.grad is not None and bool(y.grad.abs().sum() > 0)

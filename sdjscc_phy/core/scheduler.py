@@ -197,20 +197,22 @@ def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
     stopped = False
     # A run never needs gradients (training drives the scheduler itself): inference mode skips autograd
     # bookkeeping on both paths, and the classifier predicts as it does on the host path (flip TTA).
-    with torch.inference_mode():
-        try:
-            scheduler.setup(batch_sizes(total, batch_size))
-            with tqdm(total=total, unit="item", disable=not progress, desc=fg.options.id or "run") as bar:
-                for batch_index, start in enumerate(range(0, total, batch_size)):
-                    size = min(batch_size, total - start)
-                    scheduler.run_batch(batch_index, start, size)
-                    bar.update(size)
-                    done += size
-                    if done < total and scheduler.stop_requested():
-                        stopped = True
-                        break
-        except BaseException:
-            scheduler.abort()
-            raise
+    # Set-up stays outside it: modules moved or converted there must remain usable by autograd.
+    try:
+        scheduler.setup(batch_sizes(total, batch_size))
+        with torch.inference_mode(), tqdm(total=total, unit="item", disable=not progress,
+                                          desc=fg.options.id or "run") as bar:
+            for batch_index, start in enumerate(range(0, total, batch_size)):
+                size = min(batch_size, total - start)
+                scheduler.run_batch(batch_index, start, size)
+                bar.update(size)
+                done += size
+                if done < total and scheduler.stop_requested():
+                    stopped = True
+                    break
+    except BaseException:
+        scheduler.abort()
+        raise
+    with torch.inference_mode():  # the sinks' states were made in inference mode
         metrics = scheduler.close()
     return RunResult(metrics, done, time.perf_counter() - began, dict(fg.variables), stopped)
