@@ -24,7 +24,9 @@ class _Done(Exception):
     """Raised by the step callback once enough steps ran."""
 
 
-def run(args) -> None:
+def record_steps(recipe: str, stage: str, steps: int, overrides: list[str]) -> list[tuple[int, float, float, float]]:
+    """(step, loss, wall s, CPU s) of the first ``steps`` optimiser steps of ``stage``, trained in a temporary
+    folder with the recipe's schedule and ``overrides``."""
     from sdjscc_phy.training import train
 
     rows: list[tuple[int, float, float, float]] = []
@@ -34,17 +36,21 @@ def run(args) -> None:
         now = [time.perf_counter(), time.process_time()]
         rows.append((step, loss, now[0] - last[0], now[1] - last[1]))
         last[:] = now
-        if step >= args.steps:
+        if step >= steps:
             raise _Done
 
     with tempfile.TemporaryDirectory() as out:
         try:
             # The export goes to the temporary folder too: a measurement never replaces a shipped checkpoint.
-            overrides = [f"output_dir={out}", "num_threads=1", f"stages.{args.stage}.export={out}/export.pt"]
-            train(args.recipe, [*overrides, *args.overrides], only=[args.stage],
+            train(recipe, [f"output_dir={out}", f"stages.{stage}.export={out}/export.pt", *overrides], only=[stage],
                   progress=False, callbacks=[record], report=False)
         except _Done:
             pass
+    return rows
+
+
+def run(args) -> None:
+    rows = record_steps(args.recipe, args.stage, args.steps, ["num_threads=1", *args.overrides])
     with open(args.csv, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "loss", "seconds", "cpu_seconds"])

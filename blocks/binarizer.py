@@ -15,6 +15,7 @@ class Binarizer(Block):
     """Hard 0/1 quantizer of encoder outputs in [0, 1] (eq. 14); straight-through on the torch path."""
 
     type_name = "binarizer"
+    host_path_on_device = True  # torch indexing/comparison: runs where the flowgraph's device is
     inputs = (Port("e", "float32", ("N",), "encoder output, values in [0, 1]"),)
     outputs = (Port("bits", "bits", ("N",), "q = 1 if e > threshold else 0"),)
     params = (Param("threshold", "float", 0.5, low=0.0, high=1.0, doc="decision threshold (paper: 0.5)"),)

@@ -45,6 +45,7 @@ class DetectionSource(Block):
     """Multi-object scenes (image, boxes, labels): the shipped sample, a scene file, or made from CIFAR-10."""
 
     type_name = "detection_source"
+    host_path_on_device = True  # torch indexing/comparison: runs where the flowgraph's device is
     outputs = (
         Port("image", "float32", (3, "H", "W"), "RGB scene in [0, 1]"),
         Port("boxes", "float32", ("M", 4), "object boxes (x0, y0, x1, y1) in pixels; slots past num_objects are 0"),

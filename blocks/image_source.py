@@ -34,6 +34,7 @@ class ImageSource(Block):
     """Labelled RGB images in [0, 1] from `builtin`, an ImageFolder tree (`folder`) or CIFAR-10 `cifar10` batches."""
 
     type_name = "image_source"
+    host_path_on_device = True  # torch indexing/comparison: runs where the flowgraph's device is
     outputs = (
         Port("image", "float32", (3, "H", "W"), "RGB image, values in [0, 1]"),
         Port("label", "int64", (), "class index (sorted class-folder order)"),

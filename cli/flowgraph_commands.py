@@ -117,7 +117,8 @@ def blocks(as_json: bool, markdown: bool) -> None:
         return
     console = Console(soft_wrap=True)
     for block in described:
-        console.print(f"[bold]{block['type']}[/bold] ({', '.join(block['paths'])}): {block['doc']}")
+        console.print(f"[bold]{block['type']}[/bold] ({', '.join(block['paths'])}; on a GPU: {block['on_gpu']}): "
+                      f"{block['doc']}")
         for direction in ("inputs", "outputs"):
             for port in block[direction]:
                 console.print(f"  {direction[:-1]:6} {port['name']}: {port['dtype']} {port['shape']}  {port['doc']}",

@@ -73,7 +73,8 @@ def test_blocks_json_lists_builtin_blocks_with_ports_and_params(capsys):
     described = {b["type"]: b for b in json.loads(capsys.readouterr().out)}
     assert {"image_source", "bit_source", "binarizer", "metric_sink", "symbol_file_sink"} <= set(described)
     binarizer = described["binarizer"]
-    assert binarizer["paths"] == ["host", "torch"]
+    assert binarizer["paths"] == ["host", "torch"] and binarizer["on_gpu"] == "device"
+    assert described["ldpc_decoder"]["on_gpu"] == "host" and described["image_codec_encoder"]["on_gpu"] == "host"
     assert binarizer["inputs"][0] == {"name": "e", "dtype": "float32", "shape": "[N]", "optional": False,
                                       "doc": "encoder output, values in [0, 1]"}
     assert binarizer["params"][0]["default"] == 0.5
@@ -94,7 +95,7 @@ def test_plugin_package_is_discovered_by_the_installed_command(plugin, write_flo
     env = {**os.environ, "PYTHONPATH": str(plugin)}
     cli = [sys.executable, "-m", "sdjscc_phy.cli.main"]
     listed = subprocess.run([*cli, "blocks"], env=env, capture_output=True, text=True, check=True).stdout
-    assert "test_gain (host): Multiplies complex symbols by a real gain." in listed
+    assert "test_gain (host; on a GPU: host): Multiplies complex symbols by a real gain." in listed
     checked = subprocess.run([*cli, "validate", path], env=env, capture_output=True, text=True)
     assert checked.returncode == 2
     assert "block 'g': required input port 'x' is not connected" in checked.stderr

@@ -6,6 +6,10 @@ for training). Both take and return ``{port name: batch tensor}``; the scheduler
 flowgraph's ``options.path`` and falls back to the one a block has. Blocks never mutate their inputs:
 one output may feed several inputs (fan-out).
 
+Where a block computes follows from its path: the torch path on the flowgraph's device, the host path
+on the CPU unless the block declares ``host_path_on_device``. The scheduler hands every block its
+inputs on that device, so on a GPU only blocks without a torch path cost host copies.
+
 Training (:mod:`sdjscc_phy.training`) runs the torch path with autograd. A block takes part through
 a few declarations: ``differentiable`` (does its torch path pass gradients from outputs to inputs),
 ``modules()`` (the torch modules it could train), ``train(mode)``, ``parameter_groups()``,
@@ -167,6 +171,10 @@ class Block:
     differentiable: ClassVar[bool] = True
     #: Whether :meth:`calibrate` runs again before every validation pass (statistics of a changing model).
     recalibrate: ClassVar[bool] = False
+    #: Whether the host path is plain torch code that runs on any device (a source indexing its tensors).
+    #: False (numpy, Numba, a library codec): the host path runs on the CPU, and on a GPU the scheduler
+    #: copies the block's inputs to the host and its outputs to the GPU where a block there reads them.
+    host_path_on_device: ClassVar[bool] = False
 
     def __init__(self, block_id: str = "", **params: Any):
         self.id = block_id or self.type_name
@@ -203,6 +211,18 @@ class Block:
             for path, method in (("host", "process_host"), ("torch", "process_torch"))
             if getattr(cls, method) is not getattr(Block, method)
         )
+
+    @classmethod
+    def path_for(cls, requested: str) -> str:
+        """The path this block runs in a flowgraph that asks for ``requested`` (``host`` or ``torch``):
+        that one when the block has it, else the one it has."""
+        paths = cls.available_paths()
+        return requested if requested in paths else paths[0]
+
+    @classmethod
+    def runs_on_device(cls, path: str) -> bool:
+        """Whether the block, running ``path``, computes on the flowgraph's device (else on the CPU)."""
+        return path == "torch" or cls.host_path_on_device
 
     # -- hooks a block may override ------------------------------------------------------------
     def check_params(self) -> list[str]:
@@ -253,9 +273,9 @@ class Block:
 
     def process(self, inputs: Batch, ctx: BatchContext) -> Batch:
         """Process one batch on the path ``ctx.path`` (falling back to the path the block has)."""
-        paths = self.available_paths()
-        path = ctx.path if ctx.path in paths else paths[0]
-        return self.process_host(inputs, ctx) if path == "host" else self.process_torch(inputs, ctx)
+        if self.path_for(ctx.path) == "host":
+            return self.process_host(inputs, ctx)
+        return self.process_torch(inputs, ctx)
 
     def process_host(self, inputs: Batch, ctx: BatchContext) -> Batch:
         """Fast host path (numpy/Numba)."""

@@ -3,7 +3,7 @@
 A flowgraph (GRC-inspired) names block instances and the connections between their ports::
 
     format_version: 1            # optional
-    options: {id: demo, seed: 0, batch_size: 64, max_items: 1000, device: auto, path: host}
+    options: {id: demo, seed: 0, batch_size: 64, max_items: 1000, device: auto, path: auto}
     variables: {snr_db: 5.0}
     blocks:
       - {id: src, type: bit_source, params: {num_bits: 1024}}
@@ -47,7 +47,9 @@ OPTIONS: tuple[Param, ...] = (
     Param("batch_size", "int", 64, low=1, unit="items", doc="items per batch"),
     Param("max_items", "int", None, low=1, nullable=True, unit="items", doc="stop after this many items"),
     Param("device", "str", "auto", doc="auto | cpu | cuda | cuda:N (auto = GPU when present)"),
-    Param("path", "str", "host", choices=("host", "torch"), doc="host (fast) or torch (differentiable) block paths"),
+    Param("path", "str", "auto", choices=("auto", "host", "torch"),
+          doc="block paths: host (fast numpy/Numba kernels), torch (differentiable; batches stay on the device), "
+              "auto = torch on a GPU, host on the CPU"),
 )
 
 _ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -6,7 +6,6 @@ many items run; sinks accumulate statistics, not data.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -64,13 +63,36 @@ def resolve_device(name: str, where: str = "options: parameter 'device'") -> tor
     return torch.device(name)
 
 
+def resolve_path(requested: str, device: torch.device) -> str:
+    """``auto`` -> ``torch`` on a GPU (batches stay on it), ``host`` on the CPU (the Numba kernels are the
+    fast ones there); ``host`` and ``torch`` as given."""
+    if requested != "auto":
+        return requested
+    return "host" if device.type == "cpu" else "torch"
+
+
+def block_devices(fg: Flowgraph, path: str, device: torch.device) -> dict[str, torch.device]:
+    """Where each block computes in a run on ``device`` with block paths ``path`` (host or torch): on
+    ``device``, or on the CPU for a host path in numpy/Numba (:meth:`Block.runs_on_device`)."""
+    host = torch.device("cpu")
+    return {block_id: device if type(block).runs_on_device(type(block).path_for(path)) else host
+            for block_id, block in fg.blocks.items()}
+
+
 class Scheduler:
-    """Runs a validated flowgraph batch by batch."""
+    """Runs a validated flowgraph batch by batch.
+
+    Each block computes on its own device (:meth:`Block.runs_on_device`): the flowgraph's, or the CPU for
+    a host path in numpy/Numba. A tensor stays where its block made it; the scheduler copies it to a
+    reading block's device once per batch and device, so on a GPU batches cross to the host only at
+    blocks that have no torch path, and only once per such stretch of blocks.
+    """
 
     def __init__(self, fg: Flowgraph):
         self.fg = fg
         self.device = resolve_device(fg.options.device)
-        self.path = fg.options.path
+        self.path = resolve_path(fg.options.path, self.device)
+        self.block_devices = block_devices(fg, self.path, self.device)
         self._inputs_of = {block_id: fg.upstream(block_id) for block_id in fg.blocks}
         self._item_shapes = dict(fg.output_shapes)
         self._run_keys = {block_id: derive_key(fg.options.seed, block_id) for block_id in fg.blocks}
@@ -82,7 +104,7 @@ class Scheduler:
         """Set every block up; ``batch_sizes``: the distinct batch sizes the run will process."""
         for block_id, block in self.fg.blocks.items():
             outputs = {p.name: self._item_shapes[(block_id, p.name)] for p in type(block).outputs}
-            block.setup(SetupContext(self.device, self.path, self.fg.options.seed,
+            block.setup(SetupContext(self.block_devices[block_id], self.path, self.fg.options.seed,
                                      self.fg.input_shapes.get(block_id, {}), outputs,
                                      frozenset(self._connected_outputs[block_id]), batch_sizes))
 
@@ -93,12 +115,14 @@ class Scheduler:
         topological order; returns every port's tensor of this batch by ``(block id, port)`` (figures read
         them; the run drops them). ``epoch``, ``training`` and ``share``: see :class:`BatchContext`."""
         values: dict[tuple[str, str], torch.Tensor] = {}
+        copies: dict[tuple[tuple[str, str], str], torch.Tensor] = {}  # (source port, device type) -> copy
         seed = self.fg.options.seed
         for block_id, block in self.fg.blocks.items():
             if only is not None and block_id not in only:
                 continue
-            inputs = {port: values[src] for port, src in self._inputs_of[block_id].items()}
-            ctx = BatchContext(batch_index, start, batch_size, self.path, self.device, seed, block_id,
+            device = self.block_devices[block_id]
+            inputs = {port: _on_device(values, copies, src, device) for port, src in self._inputs_of[block_id].items()}
+            ctx = BatchContext(batch_index, start, batch_size, self.path, device, seed, block_id,
                                self._run_keys[block_id], epoch, training, share)
             outputs = block.process(inputs, ctx)
             self._check_outputs(block, outputs, batch_size)
@@ -150,6 +174,18 @@ class Scheduler:
         return metrics
 
 
+def _on_device(values: dict, copies: dict, src: tuple[str, str], device: torch.device) -> torch.Tensor:
+    """The tensor of output port ``src`` on ``device``, copied there once per batch. A flowgraph uses one
+    accelerator at most, so the device type tells the CPU from it."""
+    tensor = values[src]
+    if tensor.device.type == device.type:
+        return tensor
+    key = (src, device.type)
+    if key not in copies:
+        copies[key] = tensor.to(device)
+    return copies[key]
+
+
 def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
     """Run a validated flowgraph to the end, or until its sinks' stopping rules are met, and collect the
     sinks' metrics; ``items`` of the result counts the items that ran."""
@@ -159,22 +195,24 @@ def run_flowgraph(fg: Flowgraph, progress: bool = False) -> RunResult:
     began = time.perf_counter()
     done = 0
     stopped = False
-    # The host path never needs gradients: inference mode skips autograd bookkeeping in neural blocks.
-    grad_mode = torch.inference_mode() if fg.options.path == "host" else contextlib.nullcontext()
-    with grad_mode:
-        try:
-            scheduler.setup(batch_sizes(total, batch_size))
-            with tqdm(total=total, unit="item", disable=not progress, desc=fg.options.id or "run") as bar:
-                for batch_index, start in enumerate(range(0, total, batch_size)):
-                    size = min(batch_size, total - start)
-                    scheduler.run_batch(batch_index, start, size)
-                    bar.update(size)
-                    done += size
-                    if done < total and scheduler.stop_requested():
-                        stopped = True
-                        break
-        except BaseException:
-            scheduler.abort()
-            raise
+    # A run never needs gradients (training drives the scheduler itself): inference mode skips autograd
+    # bookkeeping on both paths, and the classifier predicts as it does on the host path (flip TTA).
+    # Set-up stays outside it: modules moved or converted there must remain usable by autograd.
+    try:
+        scheduler.setup(batch_sizes(total, batch_size))
+        with torch.inference_mode(), tqdm(total=total, unit="item", disable=not progress,
+                                          desc=fg.options.id or "run") as bar:
+            for batch_index, start in enumerate(range(0, total, batch_size)):
+                size = min(batch_size, total - start)
+                scheduler.run_batch(batch_index, start, size)
+                bar.update(size)
+                done += size
+                if done < total and scheduler.stop_requested():
+                    stopped = True
+                    break
+    except BaseException:
+        scheduler.abort()
+        raise
+    with torch.inference_mode():  # the sinks' states were made in inference mode
         metrics = scheduler.close()
     return RunResult(metrics, done, time.perf_counter() - began, dict(fg.variables), stopped)

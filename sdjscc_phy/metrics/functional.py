@@ -56,11 +56,13 @@ def check_image_pair(image, image_hat) -> tuple[torch.Tensor, torch.Tensor]:
             f"`image` and `image_hat` must have the same shape; got {tuple(image.shape)} and {tuple(image_hat.shape)}"
         )
     for name, x in (("image", image), ("image_hat", image_hat)):
-        # NaN fails both comparisons, so this also rejects non-finite values.
-        if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+        if not x.numel():
+            continue
+        # One pass for both bounds; a NaN makes both NaN and fails the comparisons, so non-finite values fail too.
+        low, high = (float(v) for v in torch.aminmax(x))
+        if not (low >= 0 and high <= 1):
             raise DataError(
-                f"`{name}` must have values in [0, 1] (clamp the decoder output); "
-                f"got range [{x.min().item():.4g}, {x.max().item():.4g}]"
+                f"`{name}` must have values in [0, 1] (clamp the decoder output); got range [{low:.4g}, {high:.4g}]"
             )
     dtype = torch.promote_types(torch.promote_types(image.dtype, image_hat.dtype), torch.float32)
     return image.to(dtype), image_hat.to(dtype)
@@ -100,21 +102,31 @@ def per_image_ssim(image, image_hat) -> torch.Tensor:
         )
     n, c, h, w = image.shape
     # float64: the variances are differences of close second moments (scikit-image works in float64 too).
-    x = image.to(torch.float64).reshape(n * c, 1, h, w)
-    y = image_hat.to(torch.float64).reshape(n * c, 1, h, w)
-    radius = (SSIM_KERNEL_SIZE - 1) // 2
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
-    g = torch.exp(-(taps**2) / (2 * SSIM_SIGMA**2))
-    g = g / g.sum()
-    # One separable valid-mode blur of the five moment images at once.
-    conv2d = torch.nn.functional.conv2d
+    x = image.to(torch.float64).reshape(n * c, h, w)
+    y = image_hat.to(torch.float64).reshape(n * c, h, w)
+    # One separable valid-mode blur of the five moment images at once, as two matrix products with banded
+    # Gaussian matrices (rows = window positions): float64 BLAS is ~10x faster than float64 conv2d here.
     moments = torch.cat([x, y, x * x, y * y, x * y])
-    blurred = conv2d(conv2d(moments, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    blurred = _valid_blur_matrix(h, x.device) @ moments @ _valid_blur_matrix(w, x.device).T
     mu_x, mu_y, xx, yy, xy = blurred.split(n * c)
     var_x, var_y, cov = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
     c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.reshape(n, c, -1).mean(dim=2).mean(dim=1).to(image.dtype)
+
+
+def _valid_blur_matrix(size: int, device) -> torch.Tensor:
+    """``[size - 10, size]`` float64 matrix whose row i holds the normalised 11-tap Gaussian (σ = 1.5) at
+    columns i..i+10: multiplying a signal by it is the valid-mode blur of SSIM's window."""
+    radius = (SSIM_KERNEL_SIZE - 1) // 2
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    g = torch.exp(-(taps**2) / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    rows = size - 2 * radius
+    matrix = torch.zeros(rows, size, dtype=torch.float64, device=device)
+    for k in range(SSIM_KERNEL_SIZE):
+        matrix.diagonal(k)[:] = g[k]
+    return matrix
 
 
 def per_item_ber(bits, bits_hat) -> torch.Tensor:

@@ -160,10 +160,11 @@ class CifarClassifier(nn.Module):
 
         Runs in whatever mode the module is in; call ``.eval()`` first (``load_classifier`` does).
         """
-        logits = self(x)
-        if self.tta_flip:
-            logits = 0.5 * (logits + self(x.flip(-1)))
-        return logits
+        if not self.tta_flip:
+            return self(x)
+        # One forward pass over both halves: larger batches use the convolution kernels better (~10 % on a CPU).
+        plain, mirrored = self(torch.cat([x, x.flip(-1)])).chunk(2)
+        return 0.5 * (plain + mirrored)
 
 
 def _check_layer(layer: str) -> None:

@@ -16,8 +16,10 @@ from sdjscc_phy.kernels import mapping as host
 def _tables(num_bits_per_symbol: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CPU tensors: constellation (complex64 ``[M]``), and point indices with bit t = 0 / = 1 (``[k, M/2]``)."""
     zeros, ones = host.bit_partition(num_bits_per_symbol)
-    points = torch.from_numpy(host.constellation(num_bits_per_symbol))
-    return points, torch.from_numpy(zeros), torch.from_numpy(ones)
+    # Made outside inference mode even when a run asks first: training in the same process saves them for backward.
+    with torch.inference_mode(False):
+        points = torch.from_numpy(host.constellation(num_bits_per_symbol))
+        return points, torch.from_numpy(zeros), torch.from_numpy(ones)
 
 
 def constellation(num_bits_per_symbol: int, device: torch.device | str | None = None) -> torch.Tensor:
