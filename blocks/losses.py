@@ -77,7 +77,13 @@ class _FrozenNetworkLoss(LossBlock):
 
 class _FrozenClassifierLoss(_FrozenNetworkLoss):
     def load_network(self):
-        return classifier.load_classifier(self.p.classifier)
+        network = classifier.load_classifier(self.p.classifier)
+        # only the task network has the named feature layers (the VGG-style one is the unseen receiver,
+        # which no loss may read)
+        if not isinstance(network, classifier.CifarClassifier):
+            raise PortError(f"parameter 'classifier': '{self.p.classifier}' is a {type(network).__name__}; "
+                            f"a loss reads the feature layers of the task network (e.g. classifier_cifar10)")
+        return network
 
     @property
     def classifier(self):

@@ -20,12 +20,15 @@ torch = lazy_import("torch")
 
 
 class ItemLog:
-    """Per-item rows (CSV) written to a temporary file and renamed into place only if the run completes."""
+    """Per-item rows (CSV) written to a temporary file and renamed into place only if the run completes.
 
-    def __init__(self, path: str, with_ssim: bool):
+    Every column but ``item`` and ``label`` carries the sink's metric ``prefix`` (``unseen_correct``), so that
+    a per-item column is named like the metric it belongs to (``unseen_accuracy``)."""
+
+    def __init__(self, path: str, with_ssim: bool, prefix: str = ""):
         directory = os.path.dirname(os.path.abspath(path)) or "."
         os.makedirs(directory, exist_ok=True)
-        self.path, self.with_ssim = path, with_ssim
+        self.path, self.with_ssim, self.prefix = path, with_ssim, prefix
         fd, self.tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".csv")
         self.file = os.fdopen(fd, "w", newline="")
         self.writer: csv.DictWriter | None = None
@@ -47,10 +50,11 @@ class ItemLog:
             columns["num_symbols"] = batch["num_symbols"]
         if "bits" in batch and "bits_hat" in batch:
             columns["ber"] = functional.per_item_ber(batch["bits"], batch["bits_hat"])
+        values = {(k if k in ("item", "label") else self.prefix + k): v.detach().cpu().tolist()
+                  for k, v in columns.items()}
         if self.writer is None:
-            self.writer = csv.DictWriter(self.file, fieldnames=list(columns))
+            self.writer = csv.DictWriter(self.file, fieldnames=list(values))
             self.writer.writeheader()
-        values = {k: v.detach().cpu().tolist() for k, v in columns.items()}
         self.writer.writerows(dict(zip(values, row)) for row in zip(*values.values()))
 
     def close(self, completed: bool) -> None:
@@ -140,7 +144,7 @@ class MetricSink(Block):
     def setup(self, ctx) -> None:
         self._metrics = make_metrics(self.p.metrics)
         names = {m.name for m in self._metrics.metrics}
-        self._items = ItemLog(self.p.items_csv, with_ssim="ssim" in names) if self.p.items_csv else None
+        self._items = ItemLog(self.p.items_csv, "ssim" in names, self.p.prefix) if self.p.items_csv else None
         self._errors = 0
         self._seen = 0
 

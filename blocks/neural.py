@@ -22,10 +22,10 @@ from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import CheckpointError, PortError, RecipeError
 from sdjscc_phy.lazy import lazy_import
-from sdjscc_phy.models import DOWNSAMPLING
+from sdjscc_phy.models import CLASSIFIER_ARCHITECTURES, DOWNSAMPLING
 
 if TYPE_CHECKING:
-    from sdjscc_phy.models.classifier import CifarClassifier
+    from sdjscc_phy.models.classifier import CifarClassifier, VggClassifier
     from sdjscc_phy.models.jscc import JsccCodec
 
 torch = lazy_import("torch")
@@ -169,7 +169,11 @@ class JsccDecoder(_CodecBlock):
 
 
 class Classifier(Block):
-    """The downstream task network T (CIFAR-10 CNN): image -> class logits and predicted label."""
+    """A CIFAR-10 CNN: image -> class logits and predicted label.
+
+    The task network T (``classifier_cifar10``), or the unseen receiver (``classifier_vgg_cifar10``, a VGG-style
+    network no codec trained against); a checkpoint records its own architecture.
+    """
 
     type_name = "classifier"
     inputs = (Port("image", "float32", (3, "H", "W"), "RGB image in [0, 1]"),)
@@ -182,6 +186,8 @@ class Classifier(Block):
               doc="shipped classifier name or a path; null: a fresh classifier to train"),
         Param("tta_flip", "bool", None, nullable=True,
               doc="average with the mirrored image (default: as trained)"),
+        Param("architecture", "str", "airbench", choices=CLASSIFIER_ARCHITECTURES,
+              doc="fresh classifier: airbench-style task network or VGG-style network"),
         Param("widths", "list", [64, 192, 192], doc="fresh classifier: channels of the three conv groups"),
         Param("num_classes", "int", 10, low=2, doc="fresh classifier: number of classes"),
         Param("bn_momentum", "float", 0.4, low=0.0, high=1.0, doc="fresh classifier: BatchNorm momentum"),
@@ -191,12 +197,12 @@ class Classifier(Block):
     )
 
     @cached_property
-    def model(self) -> CifarClassifier:
+    def model(self) -> CifarClassifier | VggClassifier:
         if self.p.checkpoint is not None:
             return classifier.load_classifier(self.p.checkpoint)
         try:
-            return classifier.CifarClassifier(self.p.widths, self.p.num_classes, self.p.bn_momentum, self.p.logit_scale,
-                                   self.p.tta_flip is not False)
+            return classifier.ARCHITECTURES[self.p.architecture](
+                self.p.widths, self.p.num_classes, self.p.bn_momentum, self.p.logit_scale, self.p.tta_flip is not False)
         except (TypeError, ValueError) as exc:
             raise PortError(f"parameter 'widths': {exc}") from None
 
@@ -227,7 +233,8 @@ class Classifier(Block):
         return {"norm_bias": norm_bias, "default": rest}
 
     def calibration_items(self) -> int:
-        return self.p.whitening_images if self.p.checkpoint is None else 0
+        # only the airbench-style network has a whitening stem to set from data
+        return self.p.whitening_images if self.p.checkpoint is None and self.p.architecture == "airbench" else 0
 
     def calibrate(self, batches: list[Batch]) -> None:
         self.model.init_whitening(torch.cat([b["image"] for b in batches]))

@@ -38,6 +38,7 @@ def table(results: str, ys: tuple[str, ...], row_by: str, col_by: str, where: tu
     jsccflow table results.csv --versus deepjscc            accuracy by method × snr_db, and differences
     jsccflow table results.csv --y accuracy --y psnr_db     Table I: every method, two metrics
     jsccflow table results.csv --versus deepjscc --paired   differences paired over images / noise seeds
+    jsccflow table results.csv --y accuracy --y unseen_accuracy   task and unseen classifier side by side
     """
     from sdjscc_phy.io.results import write_bytes_atomic
     from sdjscc_phy.sweep import read_rows

@@ -10,8 +10,9 @@ import torch
 import yaml
 
 from conftest import make_image_folder
-from sdjscc_phy.errors import RecipeError
-from sdjscc_phy.models.classifier import CifarClassifier, export_classifier
+from sdjscc_phy.core.flowgraph import load_flowgraph
+from sdjscc_phy.errors import FlowgraphError, RecipeError
+from sdjscc_phy.models.classifier import CifarClassifier, VggClassifier, export_classifier
 from sdjscc_phy.models.jscc import load_codec
 from sdjscc_phy.training import Trainer, load_recipe
 from sdjscc_phy.training import gsw
@@ -170,3 +171,16 @@ def test_logit_scale_is_stored_with_the_codec_and_checked(recipe_path):
     assert load_codec(str(recipe_path.parent / "export" / "mse.pt")).encoder.logit_scale == 0.25
     with pytest.raises(RecipeError, match="block 'enc': parameter 'logit_scale': must be in"):
         load_recipe(recipe_path, ["stages.mse.set=enc.logit_scale=0"], check_flowgraphs=True)
+
+
+@pytest.mark.parametrize("flowgraph, loss", [("sdjscc_awgn.yaml", "semantic"), ("cl_awgn.yaml", "cl")])
+def test_no_loss_reads_the_unseen_vgg_classifier(recipe_path, flowgraph, loss):
+    """The VGG-style classifier is the unseen receiver: a loss naming it is a one-line validation error."""
+    tmp_path = recipe_path.parent
+    export_classifier(VggClassifier(widths=(4, 4, 4), num_classes=3), tmp_path / "vgg.pt", ["a", "b", "c"], {})
+    with pytest.raises(FlowgraphError) as err:
+        load_flowgraph(str(TRAIN / flowgraph), [f"data_root={tmp_path / 'images'}", f"src.split_file={tmp_path / 'val.txt'}",
+                                                 f"classifier={tmp_path / 'vgg.pt'}",
+                                                 "codec=deepjscc_awgn"])
+    (line,) = str(err.value).splitlines()
+    assert f"block '{loss}'" in line and "parameter 'classifier'" in line and "VggClassifier" in line, line

@@ -29,6 +29,7 @@ RESTART = ("stages.sdjscc.epochs=8",)
 SHIPPED = {
     "classifier_cifar10": ("classifier_cifar10.yaml", "classifier", ()),
     "detector_scenes": ("detector_scenes.yaml", "detector", ()),
+    "classifier_vgg_cifar10": ("classifier_vgg_cifar10.yaml", "classifier_vgg", ()),
     "deepjscc_awgn": ("sdjscc_cifar10.yaml", "deepjscc", ()),
     "sdjscc_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + ("stages.sdjscc.variables.codec=sdjscc_awgn",)),
     "sdjscc_nogsw_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + (
@@ -85,7 +86,7 @@ def old_stage_facts(old: dict) -> dict:
                           "codec": stem(old["init_from"])}
     if loss["kind"] == "semantic":
         facts["variables"].update(layer=loss["layer"], gsw_mode=loss["gsw"]["mode"], tau=loss["gsw"]["tau"],
-                                  classifier=stem(old["classifier"]))
+                                  mse_weight=loss["mse_weight"], classifier=stem(old["classifier"]))
     if loss["kind"] == "contrastive":
         facts["variables"].update(temperature=loss["temperature"], mse_weight=loss["mse_weight"],
                                   classifier=stem(old["classifier"]))

@@ -106,3 +106,36 @@ grid:
     diff = {(r["method"], r["snr_db"]): r for r in csv_module.DictReader(open(out))}[("qam16 − qpsk", "6")]
     assert float(diff["mean"]) == pytest.approx(statistics.mean(by_seed))
     assert float(diff["se"]) == pytest.approx(statistics.stdev(by_seed) / 2 ** 0.5)
+
+
+def test_a_prefixed_sink_pairs_per_item_on_its_own_columns(tmp_path):
+    """A second sink with ``prefix: rx_`` writes rx_-prefixed per-item columns, and ``--y rx_ber --paired``
+    pairs per item on them: the same numbers as the unprefixed sink fed the same ports."""
+    import csv as csv_module
+
+    from conftest import REPO
+
+    graph = (REPO / "flowgraphs" / "qam16_awgn_ber.yaml").read_text()
+    graph = graph.replace("connections:\n", "  - {id: rx, type: metric_sink, params: {metrics: [ber], prefix: rx_}}\n"
+                                             "connections:\n  - demap.llr -> rx.llr\n  - src.bits -> rx.bits\n")
+    (tmp_path / "fg.yaml").write_text(graph)
+    (tmp_path / "sweep.yaml").write_text("""\
+output: out
+items: true
+set: {options.max_items: 40, options.batch_size: 20, src.num_bits: 64}
+methods:
+  qam16: {flowgraph: fg.yaml}
+  qpsk: {flowgraph: fg.yaml, set: {map.constellation: qpsk, demap.constellation: qpsk}}
+grid:
+  product: {snr_db: [6], seed: [0, 1]}
+""")
+    assert main(["sweep", str(tmp_path / "sweep.yaml"), "--no-progress"]) == 0
+    items = next(p for p in (tmp_path / "out" / "items").iterdir() if p.name.endswith("_rx.csv"))
+    assert csv_module.DictReader(open(items)).fieldnames == ["item", "rx_ber"]
+    results = str(tmp_path / "out" / "results.csv")
+    tables = {}
+    for y in ("ber", "rx_ber"):
+        out = tmp_path / f"{y}.csv"
+        assert main(["table", results, "--y", y, "--versus", "qpsk", "--paired", "-o", str(out)]) == 0
+        tables[y] = [(r["method"], r["mean"], r["se"]) for r in csv_module.DictReader(open(out))]
+    assert tables["rx_ber"] == tables["ber"] and len(tables["ber"]) == 3

@@ -12,7 +12,7 @@ import yaml
 from conftest import make_image_folder
 from sdjscc_phy.cli.main import main as jsccflow_main
 from sdjscc_phy.errors import CheckpointError, RecipeError, TrainingError
-from sdjscc_phy.models.classifier import FEATURE_LAYERS, CifarClassifier, load_classifier
+from sdjscc_phy.models.classifier import FEATURE_LAYERS, CifarClassifier, VggClassifier, export_classifier, load_classifier
 from sdjscc_phy.training import Trainer, load_checkpoint, load_recipe, train
 from sdjscc_phy.training.checkpoint import atomic_torch_save
 
@@ -85,6 +85,38 @@ def test_run_writes_checkpoint_csv_and_export(recipe_path):
     assert model.class_names == ("a", "b", "c") and model.metadata["metrics"] == results["clf"]
     x = torch.rand(4, 3, 16, 16)
     assert torch.allclose(model.predict(x), trained_model(recipe_path).predict(x), atol=2e-2)
+
+
+def test_a_vgg_classifier_trains_through_the_same_flowgraph_and_loads_as_one(recipe_path):
+    """The unseen receiver's recipe: the classifier flowgraph with architecture vgg; no whitening calibration."""
+    _, results = run(recipe_path, "stages.clf.set=[clf.architecture=vgg, 'clf.widths=[4, 8, 8]', clf.num_classes=3, "
+                                  "clf.logit_scale=1.0]", "stages.clf.optimizer.group_scales={}")
+    model = load_classifier(recipe_path.parent / "export" / "clf.pt")
+    assert isinstance(model, VggClassifier) and model.arch["widths"] == [4, 8, 8]
+    assert model.metadata["architecture"] == "VggClassifier" and model.metadata["metrics"] == results["clf"]
+    ckpt = load_checkpoint(recipe_path.parent / "runs" / "clf" / "last.pt")
+    rebuilt = VggClassifier(widths=[4, 8, 8], num_classes=3, logit_scale=1.0)
+    rebuilt.load_state_dict(ckpt["modules"]["clf.model"])
+    x = torch.rand(4, 3, 16, 16)
+    assert torch.allclose(model.predict(x), rebuilt.eval().predict(x), atol=2e-2)
+
+
+def test_vgg_classifier_export_round_trip_and_unknown_architecture(tmp_path):
+    model = VggClassifier(widths=(4, 8, 16), num_classes=5, tta_flip=False).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so that a lost buffer shows
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    export_classifier(model, tmp_path / "vgg.pt", list("abcde"), {})
+    loaded = load_classifier(tmp_path / "vgg.pt")
+    x = torch.rand(3, 3, 32, 32)
+    assert type(loaded) is VggClassifier and not loaded.tta_flip and loaded.class_names == tuple("abcde")
+    assert torch.allclose(loaded.predict(x), model.predict(x), atol=2e-2)
+    payload = torch.load(tmp_path / "vgg.pt", weights_only=True)
+    atomic_torch_save({**payload, "architecture": "ResNet"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="unknown architecture 'ResNet'"):
+        load_classifier(tmp_path / "other.pt")
 
 
 def trained_model(recipe_path):

@@ -13,6 +13,9 @@ DETECTOR_STRIDE = 4
 #: The task classifier's layers whose feature maps a semantic or contrastive loss compares, and the ways
 #: SD-JSCC's GSW weights them (eqs. 8-10, sdjscc_phy.training.gsw). Here for the same reason as DOWNSAMPLING.
 FEATURE_LAYERS = ("stem", "block1", "block2", "block3", "pool", "logits")
+#: Architectures of a fresh classifier block: the airbench-style task network, and a VGG-style network
+#: that serves as the unseen receiver. Here for the same reason as DOWNSAMPLING.
+CLASSIFIER_ARCHITECTURES = ("airbench", "vgg")
 GSW_MODES = ("paper", "true_class", "predicted_class", "magnitude", "off")
 
 #: The multi-task codec's receivers of the received features: nearest class subspace (the paper's, MCR²

@@ -1,4 +1,4 @@
-"""The downstream AI task T: a small CIFAR-10 CNN with tappable feature layers.
+"""The downstream AI task T: a small CIFAR-10 CNN with tappable feature layers; and a VGG-style CNN.
 
 The design follows Keller Jordan's airbench94 (CIFAR-10 speedruns, 2024): a frozen 2x2 patch-whitening
 convolution, three conv groups (conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU),
@@ -8,6 +8,10 @@ normalisation lives inside the model.
 
 The SD-JSCC semantic loss (paper eqs. 8-13) reads feature maps ``f_k`` (``[B, K, M, N]``) of one layer
 through :meth:`CifarClassifier.features` / :meth:`CifarClassifier.forward_features`.
+
+:class:`VggClassifier` is a second, architecturally different receiver: trained by its own recipe and never
+read by a training loss, it measures whether what a codec transmits helps a classifier the codec was not
+optimised against (docs/results.md). The export records which class a checkpoint holds.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdjscc_phy.models import FEATURE_LAYERS
+from sdjscc_phy.models import CLASSIFIER_ARCHITECTURES, FEATURE_LAYERS
 from sdjscc_phy.models.checkpoints import load_export
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -59,7 +63,42 @@ class _ConvGroup(nn.Module):
         return F.gelu(self.norm2(self.conv2(x)))
 
 
-class CifarClassifier(nn.Module):
+class _ImageClassifier(nn.Module):
+    """What both classifiers share: CIFAR-10 normalisation inside the model, the recorded architecture
+    (``arch``, the constructor's arguments) and flip test-time augmentation in :meth:`predict`."""
+
+    def __init__(self, arch: dict):
+        super().__init__()
+        self.arch = arch
+        self.tta_flip = bool(arch["tta_flip"])
+        self.logit_scale = float(arch["logit_scale"])
+        self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(CIFAR10_STD).view(1, 3, 1, 1))
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference logits ``[B, num_classes]``: averaged with the mirrored image when ``tta_flip``.
+
+        Runs in whatever mode the module is in; call ``.eval()`` first (``load_classifier`` does).
+        """
+        if not self.tta_flip:
+            return self(x)
+        # One forward pass over both halves: larger batches use the convolution kernels better (~10 % on a CPU).
+        plain, mirrored = self(torch.cat([x, x.flip(-1)])).chunk(2)
+        return 0.5 * (plain + mirrored)
+
+
+def _checked_widths(widths) -> tuple[int, int, int]:
+    widths = tuple(int(w) for w in widths)
+    if len(widths) != 3 or min(widths) < 1:
+        raise ValueError(f"widths must be three positive ints; got {widths}")
+    return widths
+
+
+class CifarClassifier(_ImageClassifier):
     """Image classifier for 32x32 RGB inputs.
 
     ``widths``: channels of the three conv groups; ``bn_momentum``: PyTorch BatchNorm momentum;
@@ -78,18 +117,9 @@ class CifarClassifier(nn.Module):
         logit_scale: float = 1 / 9,
         tta_flip: bool = True,
     ):
-        super().__init__()
-        widths = tuple(int(w) for w in widths)
-        if len(widths) != 3 or min(widths) < 1:
-            raise ValueError(f"widths must be three positive ints; got {widths}")
-        self.arch = dict(
-            widths=list(widths), num_classes=int(num_classes), bn_momentum=float(bn_momentum),
-            logit_scale=float(logit_scale), tta_flip=bool(tta_flip),
-        )
-        self.tta_flip = bool(tta_flip)
-        self.logit_scale = float(logit_scale)
-        self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(CIFAR10_STD).view(1, 3, 1, 1))
+        widths = _checked_widths(widths)
+        super().__init__(dict(widths=list(widths), num_classes=int(num_classes), bn_momentum=float(bn_momentum),
+                              logit_scale=float(logit_scale), tta_flip=bool(tta_flip)))
         whiten_width = 2 * 3 * 2 * 2
         self.whiten = nn.Conv2d(3, whiten_width, 2, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # set from data by init_whitening, then frozen
@@ -110,9 +140,6 @@ class CifarClassifier(nn.Module):
         eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / patches.shape[0])
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).flip(0).reshape(-1, 3, 2, 2)
         self.whiten.weight.copy_(torch.cat([filters, -filters]).float())
-
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
     def _trunk(self, x: torch.Tensor, stop: str | None = None) -> torch.Tensor:
         x = F.gelu(self.whiten(self._normalise(x)))
@@ -154,17 +181,47 @@ class CifarClassifier(nn.Module):
         feature = self._trunk(x, layer)
         return feature, self._head(feature, layer)
 
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference logits ``[B, num_classes]``: averaged with the mirrored image when ``tta_flip``.
 
-        Runs in whatever mode the module is in; call ``.eval()`` first (``load_classifier`` does).
-        """
-        if not self.tta_flip:
-            return self(x)
-        # One forward pass over both halves: larger batches use the convolution kernels better (~10 % on a CPU).
-        plain, mirrored = self(torch.cat([x, x.flip(-1)])).chunk(2)
-        return 0.5 * (plain + mirrored)
+class VggClassifier(_ImageClassifier):
+    """VGG-style classifier (Simonyan & Zisserman, 2015, with BatchNorm) for 32x32 RGB inputs.
+
+    Three stages of two 3x3 conv -> BatchNorm -> ReLU layers, each stage followed by a 2x2 max-pool
+    (32 -> 16 -> 8 -> 4), global average pooling and a linear head; ``widths`` are the stages' channels.
+    Unlike :class:`CifarClassifier` it has no whitening stem, no GELU, no max-pooled head and full-resolution
+    first convolutions, so it shares the task network's training data but not its inductive biases.
+    Arguments as :class:`CifarClassifier`'s.
+    """
+
+    def __init__(
+        self,
+        widths: tuple[int, int, int] | list[int] = (64, 128, 256),
+        num_classes: int = 10,
+        bn_momentum: float = 0.1,
+        logit_scale: float = 1.0,
+        tta_flip: bool = True,
+    ):
+        widths = _checked_widths(widths)
+        super().__init__(dict(widths=list(widths), num_classes=int(num_classes), bn_momentum=float(bn_momentum),
+                              logit_scale=float(logit_scale), tta_flip=bool(tta_flip)))
+        layers: list[nn.Module] = []
+        c_in = 3
+        for width in widths:
+            for _ in range(2):
+                layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False),
+                           nn.BatchNorm2d(width, momentum=bn_momentum), nn.ReLU(inplace=True)]
+                c_in = width
+            layers.append(nn.MaxPool2d(2))
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` of images ``x`` (float [0, 1], ``[B, 3, H, W]``)."""
+        x = self.trunk(self._normalise(x))
+        return self.head(x.mean(dim=(2, 3))) * self.logit_scale
+
+
+#: The model class of each name in CLASSIFIER_ARCHITECTURES (a fresh classifier block's ``architecture``).
+ARCHITECTURES = dict(zip(CLASSIFIER_ARCHITECTURES, (CifarClassifier, VggClassifier), strict=True))
 
 
 def _check_layer(layer: str) -> None:
@@ -173,7 +230,7 @@ def _check_layer(layer: str) -> None:
 
 
 def export_classifier(
-    model: CifarClassifier, path: str | Path, class_names: tuple[str, ...] | list[str], metadata: dict
+    model: CifarClassifier | VggClassifier, path: str | Path, class_names: tuple[str, ...] | list[str], metadata: dict
 ) -> None:
     """Write the inference checkpoint: fp16 weights, architecture, class names and ``metadata``.
 
@@ -187,21 +244,28 @@ def export_classifier(
         for k, v in model.state_dict().items()
     }
     payload = {
-        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "architecture": "CifarClassifier",
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "architecture": type(model).__name__,
         "config": dict(model.arch), "class_names": list(class_names), "state_dict": state, **metadata,
     }
     atomic_torch_save(payload, path)
 
 
-def load_classifier(path: str | Path | None = None, map_location: str | torch.device = "cpu") -> CifarClassifier:
+def _build_export(payload: dict) -> CifarClassifier | VggClassifier:
+    by_class = {cls.__name__: cls for cls in ARCHITECTURES.values()}
+    if payload["architecture"] not in by_class:
+        raise ValueError(f"unknown architecture '{payload['architecture']}' (known: {', '.join(by_class)})")
+    return by_class[payload["architecture"]](**payload["config"])
+
+
+def load_classifier(path: str | Path | None = None,
+                    map_location: str | torch.device = "cpu") -> CifarClassifier | VggClassifier:
     """Load an exported classifier (a shipped name or a path; default: the shipped CIFAR-10 one) in eval
-    mode, fp32 weights.
+    mode, fp32 weights; the checkpoint's ``architecture`` field names the model class.
 
     The checkpoint's ``class_names`` and metadata are attached as ``model.class_names`` / ``model.metadata``.
     """
     model, info = load_export(SHIPPED_CHECKPOINT if path is None else path, EXPORT_FORMAT, "classifier",
-                              lambda payload: CifarClassifier(**payload["config"]), map_location,
-                              fields={"class_names": list})
+                              _build_export, map_location, fields={"class_names": list, "architecture": str})
     model.class_names = tuple(info.get("class_names", ()))
     model.metadata = info
     return model

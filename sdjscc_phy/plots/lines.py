@@ -22,6 +22,7 @@ LABELS = {
     "measured_bpp": "rate (bits per pixel)",
     "tau": "GSW temperature τ",
     "accuracy": "top-1 accuracy (%)",
+    "unseen_accuracy": "top-1 accuracy, unseen classifier (%)",
     "f1_macro": "macro F1",
     "psnr_db": "PSNR (dB, mean of per-image PSNR)",
     "psnr_db_of_mean_mse": "PSNR of the mean MSE (dB)",

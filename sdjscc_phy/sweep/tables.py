@@ -174,10 +174,19 @@ def paired_tables(rows: list[dict], ys: list[str] | tuple[str, ...], row_by: str
     return main, Table(main.row_by, main.col_by, diff_rows, main.columns, cells, main.metrics)
 
 
+def _item_column(y: str) -> str | None:
+    """The per-item column of metric ``y``; a prefixed metric (``unseen_accuracy``, from a sink with
+    ``prefix: unseen_``) reads the equally prefixed column (``unseen_correct``)."""
+    for metric, column in ITEM_COLUMNS.items():
+        if y == metric or y.endswith("_" + metric):
+            return y[: len(y) - len(metric)] + column
+    return None
+
+
 def _per_item(runs: list[dict], y: str, items_dir: str) -> dict | None:
     """``{("item", index): value averaged over the runs}`` from the runs' per-item CSVs; None unless
     every run has one with the metric's per-item column."""
-    column = ITEM_COLUMNS.get(y)
+    column = _item_column(y)
     tables = []
     for run in runs:
         found = None
