@@ -186,8 +186,8 @@ def keep_freed_heap() -> bool:
     By default glibc gives the top of the heap back once more than a (dynamic) threshold of it is free, and
     serves large blocks by mmap; each step of a CPU training then page-faults tens of MB of activations and
     gradients back in, zero-filled, inside the convolutions that first touch them (measured: 6,700-12,700
-    minor faults and 10-15 % of a deep-JSCC step's CPU time; how much depends on the order in which a step
-    frees its tensors). Both thresholds are fixed together: fixing the trim threshold alone also freezes the
+    minor faults per deep-JSCC step, 5-11 % of its CPU time; how many depends on the order in which a step
+    frees its tensors; docs/training.md, "Speed"). Both thresholds are fixed together: fixing the trim threshold alone also freezes the
     mmap threshold at 128 KB, and every activation is then mmapped afresh. The process keeps its peak heap.
     True when set (glibc only; other C libraries keep their behaviour).
     """
