@@ -2,12 +2,17 @@
 two such curves (two trainers, or two versions of one, on the same recipe).
 
     python benchmarks/trainer_steps.py run recipes/sdjscc_cifar10.yaml deepjscc 500 new.csv [--set KEY=VALUE ...]
+        [--glibc-default-heap]
     python benchmarks/trainer_steps.py compare old.csv new.csv [--window 50]
 
 ``run`` trains the stage with the recipe's schedule (one thread), stops after STEPS optimiser steps and writes
 one row per step (step, loss, seconds: wall time, cpu_seconds: this process's CPU time, which other processes
-sharing the cores disturb far less). ``compare`` prints the two curves' moving averages every 50 steps, their
-largest relative difference after the first window, and the median step times.
+sharing the cores disturb far less). ``--glibc-default-heap`` leaves glibc's malloc at its defaults instead of
+the trainer's :func:`~sdjscc_phy.training.trainer.keep_freed_heap` (to measure what that saves); an older
+trainer gets the same setting from the environment:
+``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824``.
+``compare`` prints the two curves' moving averages every 50 steps, their largest relative difference after the
+first window, and the median step times.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ def record_steps(recipe: str, stage: str, steps: int, overrides: list[str]) -> l
     """(step, loss, wall s, CPU s) of the first ``steps`` optimiser steps of ``stage``, trained in a temporary
     folder with the recipe's schedule and ``overrides``."""
     from sdjscc_phy.training import train
+
+    if args.glibc_default_heap:
+        import sdjscc_phy.training.trainer as trainer
+
+        trainer.keep_freed_heap = lambda: False
 
     rows: list[tuple[int, float, float, float]] = []
     last = [time.perf_counter(), time.process_time()]
@@ -88,6 +98,7 @@ def main() -> None:
     p.add_argument("steps", type=int)
     p.add_argument("csv")
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--glibc-default-heap", action="store_true")
     p.set_defaults(func=run)
     p = sub.add_parser("compare")
     p.add_argument("a")

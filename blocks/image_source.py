@@ -12,8 +12,11 @@ from sdjscc_phy.core.block import Batch, BatchContext, Block, derive_key
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.data.augment import FLIP_MODES, epoch_plan, random_translate_flip
-from sdjscc_phy.data.datasets import ImageDataset, read_builtin, read_cifar10_batches, read_image_folder
+from sdjscc_phy.data.datasets import (
+    ImageDataset, describe_builtin, describe_image_folder, read_builtin, read_cifar10_batches, read_image_folder,
+)
 from sdjscc_phy.data.splits import stratified_subset
+from sdjscc_phy.errors import DataError
 from sdjscc_phy.lazy import lazy_import
 
 torch = lazy_import("torch")
@@ -28,6 +31,19 @@ def _read_dataset(dataset: str, root: str, split: str, split_file: str, resize: 
     if dataset == "cifar10":
         return read_cifar10_batches(root, "train" if split == "all" else split)
     return read_image_folder(root, split, split_file or None, resize=resize, center_crop=crop)
+
+
+@functools.lru_cache(maxsize=16)
+def _describe_dataset(dataset: str, root: str, split: str, split_file: str, resize: int | None,
+                      crop: int | None) -> tuple[int, tuple[int, int, int]]:
+    """(number of images, (3, H, W)) without decoding the images (what validating a flowgraph needs).
+    CIFAR-10 batches state their size only inside the pickles, so those are read (no image decoding)."""
+    if dataset == "builtin":
+        return describe_builtin()
+    if dataset == "cifar10":
+        data = _read_dataset(dataset, root, split, split_file, resize, crop)
+        return len(data), data.image_shape
+    return describe_image_folder(root, split, split_file or None, resize=resize, center_crop=crop)
 
 
 class ImageSource(Block):
@@ -78,12 +94,18 @@ class ImageSource(Block):
             problems.append("parameters 'resize'/'crop': only for dataset 'folder' (builtin and cifar10 are 32x32)")
         return problems
 
-    @cached_property
-    def data(self) -> ImageDataset:
-        """The decoded dataset (read once per process: validation, running and every sweep point share it)."""
+    @property
+    def _dataset_key(self) -> tuple:
         p = self.p
         root, split_file = (os.path.abspath(path) if path else "" for path in (p.root, p.split_file))
-        data = _read_dataset(p.dataset, root, p.split, split_file, p.resize, p.crop)
+        return p.dataset, root, p.split, split_file, p.resize, p.crop
+
+    @cached_property
+    def data(self) -> ImageDataset:
+        """The decoded dataset, read when a run starts (once per process: running and every sweep point
+        share it); validation reads only the listing and one image header (:meth:`num_items`)."""
+        p = self.p
+        data = _read_dataset(*self._dataset_key)
         if p.limit is not None and p.limit < len(data):
             chosen = (range(p.limit) if p.subset == "first"
                       else stratified_subset(data.labels.numpy(), p.limit, p.subset_seed))
@@ -91,12 +113,16 @@ class ImageSource(Block):
         return data
 
     def num_items(self) -> int:
-        return len(self.data)
+        count = _describe_dataset(*self._dataset_key)[0]
+        return count if self.p.limit is None else min(count, self.p.limit)
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
-        return {"image": self.data.image_shape, "label": ()}
+        return {"image": _describe_dataset(*self._dataset_key)[1], "label": ()}
 
     def setup(self, ctx) -> None:
+        if len(self.data) != self.num_items():  # the run's batches were planned from the validated count
+            raise DataError(f"dataset '{self.p.root or self.p.dataset}' holds {len(self.data)} images, not the "
+                            f"{self.num_items()} it held when the flowgraph was validated")
         order = np.arange(len(self.data))
         if self.p.shuffle:
             order = np.random.default_rng(ctx.seed).permutation(order)

@@ -163,3 +163,47 @@ def test_image_source_limit_takes_a_seeded_class_stratified_subset():
     assert not torch.equal(stratified, labels(subset_seed=1))
     first = labels(subset="first")
     assert first.tolist() == [0] * 100 + [1] * 5  # the class-sorted head, only when asked for
+
+
+def _folder_flowgraph(root: Path, **params) -> str:
+    extra = "".join(f", {k}: {v}" for k, v in params.items())
+    return f"""
+options: {{batch_size: 5}}
+blocks:
+  - {{id: src, type: image_source, params: {{dataset: folder, root: '{root}'{extra}}}}}
+  - {{id: out, type: metric_sink, params: {{metrics: [psnr_db]}}}}
+connections: [src.image -> out.image, src.image -> out.image_hat]
+"""
+
+
+@pytest.mark.parametrize("params, shape", [({}, (3, 10, 20)), ({"resize": 8}, (3, 8, 16)),
+                                           ({"resize": 8, "crop": 6}, (3, 6, 6))])
+def test_validating_a_folder_source_decodes_no_image(tmp_path, monkeypatch, params, shape):
+    from sdjscc_phy.core.flowgraph import load_flowgraph
+
+    root = make_image_folder(tmp_path / "tree", size=(20, 10))
+    decode = datasets._decode
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("validation decoded an image")
+
+    monkeypatch.setattr(datasets, "_decode", no_decoding)
+    fg = load_flowgraph(_folder_flowgraph(root, limit=7, subset="first", **params))
+    assert fg.output_shapes[("src", "image")] == shape and fg.blocks["src"].num_items() == 7
+    monkeypatch.setattr(datasets, "_decode", decode)  # running decodes, to the shape validation promised
+    assert fg.blocks["src"].data.image_shape == shape and len(fg.blocks["src"].data) == 7
+
+
+def test_a_folder_that_changed_after_validation_stops_the_run_before_it_starts(tmp_path):
+    from sdjscc_phy.core.flowgraph import load_flowgraph
+    from sdjscc_phy.core.scheduler import run_flowgraph
+
+    root = make_image_folder(tmp_path / "tree")
+    fg = load_flowgraph(_folder_flowgraph(root))
+    (root / "ant" / "0000.png").unlink()
+    with pytest.raises(DataError, match="holds 11 images, not the 12"):
+        run_flowgraph(fg)
+
+
+def test_builtin_description_matches_its_decoded_images():
+    assert datasets.describe_builtin() == (len(read_builtin()), read_builtin().image_shape)

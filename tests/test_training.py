@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import platform
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -383,3 +387,46 @@ def test_docs_describe_every_declared_recipe_key():
     missing = [p.name for p in RECIPE_KEYS + STAGE_KEYS if f"| `{p.name}` |" not in text]
     missing += [p.name for p in VALIDATION_KEYS if f"`{p.name}`" not in text]
     assert not missing, f"docs/training.md does not describe recipe keys {missing}"
+
+
+def test_variables_written_as_paths_are_relative_to_the_recipe_not_the_working_directory(tmp_path, monkeypatch):
+    """The analog warm restart of docs/training.md, run from another folder: the codec variable names the
+    shipped export relative to the recipe, as output_dir and export are."""
+    from sdjscc_phy.models.checkpoints import CHECKPOINT_DIR
+
+    make_image_folder(tmp_path / "images", ("a", "b"), 4, 32)
+    (tmp_path / "val.txt").write_text("a/0.jpg\nb/0.jpg\n")
+    monkeypatch.chdir(tmp_path)
+    overrides = ["stages.0.variables.codec=../sdjscc_phy/checkpoints/deepjscc_analog_awgn.pt",
+                 "variables.snr_db=7", f"set=[{', '.join(data_overrides(tmp_path))}]"]
+    recipe = load_recipe(REPO / "recipes" / "deepjscc_analog_cifar10.yaml", overrides, check_flowgraphs=True)
+    assert recipe["stages"][0]["variables"]["codec"] == str(CHECKPOINT_DIR / "deepjscc_analog_awgn.pt")
+    assert recipe["variables"]["snr_db"] == 7
+    shipped = load_recipe(REPO / "recipes" / "sdjscc_cifar10.yaml", check_flowgraphs=False)
+    assert shipped["stages"][1]["variables"]["codec"] == "deepjscc_awgn"  # a shipped name stays a name
+    with pytest.raises(RecipeError, match=f"'{REPO / 'recipes' / 'nope.pt'}' is neither a file"):
+        load_recipe(REPO / "recipes" / "deepjscc_analog_cifar10.yaml", [
+            "stages.0.variables.codec=./nope.pt", f"set=[{', '.join(data_overrides(tmp_path))}]"],
+            check_flowgraphs=True)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
+def test_the_trainer_keeps_freed_memory_instead_of_page_faulting_it_back_every_step():
+    """A step's activations (here 4 x 24 MB, freed together) come back without page faults once the trainer's
+    heap setting is on; glibc's default returns them to the system and faults them in again every step."""
+    script = textwrap.dedent("""
+        import resource, sys
+        from sdjscc_phy.training.trainer import keep_freed_heap
+        if sys.argv[1] == "on":
+            assert keep_freed_heap()
+        def step():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            activations = [bytearray(24 << 20) for _ in range(4)]
+            del activations
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        step()
+        print(max(step(), step()))
+    """)
+    faults = {mode: int(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
+                                       check=True).stdout) for mode in ("off", "on")}
+    assert faults["off"] > 20_000 and faults["on"] < 500, faults  # 96 MB = 24,576 pages of 4 KB

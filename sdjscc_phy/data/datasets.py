@@ -89,34 +89,71 @@ def cache_dir() -> Path:
 MAX_IMAGE_PIXELS = 64_000_000
 
 
+def _resized(size: tuple[int, int], resize: int | None) -> tuple[int, int]:
+    """(width, height) after scaling the shorter side of ``size`` to ``resize``."""
+    if resize is None:
+        return size
+    w, h = size
+    scale = resize / min(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _crop_box(size: tuple[int, int], center_crop: int | None, source) -> tuple[int, int, int, int] | None:
+    """The centred square of side ``center_crop`` in an image of ``size`` (None: no crop)."""
+    if center_crop is None:
+        return None
+    w, h = size
+    if center_crop > min(w, h):
+        raise DataError(f"center_crop={center_crop} is larger than the image ({w}x{h}) from {source}")
+    left, top = (w - center_crop) // 2, (h - center_crop) // 2
+    return left, top, left + center_crop, top + center_crop
+
+
+def _open(source) -> Image.Image:
+    """The image, header read and size checked (Pillow decodes pixels only when they are used)."""
+    img = Image.open(source)
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise ValueError(f"image of {img.width}x{img.height} pixels is larger than {MAX_IMAGE_PIXELS:,} pixels")
+    return img
+
+
 def _decode(source, resize: int | None, center_crop: int | None) -> np.ndarray:
     """One image as uint8 ``[H, W, 3]``; ``resize`` scales the shorter side, ``center_crop`` cuts a square."""
-    with Image.open(source) as img:
-        if img.width * img.height > MAX_IMAGE_PIXELS:
-            raise ValueError(f"image of {img.width}x{img.height} pixels is larger than {MAX_IMAGE_PIXELS:,} pixels")
+    with _open(source) as img:
         img = img.convert("RGB")
         if resize is not None:
-            w, h = img.size
-            scale = resize / min(w, h)
-            img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
-        if center_crop is not None:
-            w, h = img.size
-            if center_crop > min(w, h):
-                raise DataError(f"center_crop={center_crop} is larger than the image ({w}x{h}) from {source}")
-            left, top = (w - center_crop) // 2, (h - center_crop) // 2
-            img = img.crop((left, top, left + center_crop, top + center_crop))
+            img = img.resize(_resized(img.size, resize), Image.BILINEAR)
+        box = _crop_box(img.size, center_crop, source)
+        if box is not None:
+            img = img.crop(box)
         return np.asarray(img, dtype=np.uint8)
 
 
-def _decode_all(names: list[str], opener: Callable[[str], object], resize, center_crop) -> np.ndarray:
-    arrays = []
+def _decoded_shape(source, resize: int | None, center_crop: int | None) -> tuple[int, int, int]:
+    """``(3, H, W)`` that :func:`_decode` gives for ``source``, from its header alone."""
+    with _open(source) as img:
+        size = _resized(img.size, resize)
+    if _crop_box(size, center_crop, source) is not None:
+        size = (center_crop, center_crop)
+    return 3, size[1], size[0]
+
+
+def _read_each(names: list[str], read: Callable[[str], object]) -> list:
+    """``read(name)`` for every name; a file Pillow cannot read is a DataError naming it."""
+    out = []
     for name in names:
         try:
-            arrays.append(_decode(opener(name), resize, center_crop))
+            out.append(read(name))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             # (SyntaxError: some of Pillow's format parsers raise it for a corrupt header)
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             raise DataError(f"cannot decode image '{name}': {reason}") from None
+    return out
+
+
+def _decode_all(names: list[str], opener: Callable[[str], object], resize, center_crop) -> np.ndarray:
+    arrays = _read_each(names, lambda name: _decode(opener(name), resize, center_crop))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(f"images differ in size ({sorted(shapes)[:3]}...); set resize/center_crop to read them")
@@ -128,21 +165,10 @@ def _labels(rel_paths: list[str], class_names: tuple[str, ...]) -> torch.Tensor:
     return torch.tensor([index[p.split("/", 1)[0]] for p in rel_paths], dtype=torch.int64)
 
 
-def read_image_folder(
-    root: str | Path,
-    split: str = "all",
-    split_file: str | Path | None = None,
-    *,
-    resize: int | None = None,
-    center_crop: int | None = None,
-    use_cache: bool = True,
-) -> ImageDataset:
-    """Read an ImageFolder tree ``root/<class>/<image>``.
-
-    ``split='all'`` reads every image (sorted by class, then file name); ``'val'`` reads the images
-    listed in ``split_file`` in its order; ``'train'`` reads every image *not* listed there. The default
-    ``split_file`` is the shipped CIFAR-10 validation split. Class names are the sorted sub-folder names.
-    """
+def image_folder_paths(root: str | Path, split: str = "all",
+                       split_file: str | Path | None = None) -> tuple[list[str], tuple[str, ...]]:
+    """(relative paths, class names) of ``split`` of the ImageFolder tree ``root``, in the order
+    :func:`read_image_folder` reads them; only the directory listing and the split file are read."""
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}; got '{split}'")
     root = Path(root).expanduser()
@@ -163,7 +189,44 @@ def read_image_folder(
         rel_paths = listed if split == "val" else [p for p in every if p not in excluded]
     if not rel_paths:
         raise DataError(f"split '{split}' of '{root}' holds no images")
+    return rel_paths, class_names
 
+
+def describe_image_folder(root: str | Path, split: str = "all", split_file: str | Path | None = None, *,
+                          resize: int | None = None, center_crop: int | None = None) -> tuple[int, tuple[int, int, int]]:
+    """(number of images, ``(3, H, W)``) that :func:`read_image_folder` would give, without decoding: the
+    listing and the first image's header (images of other sizes are refused when they are decoded)."""
+    root = Path(root).expanduser()
+    rel_paths, _ = image_folder_paths(root, split, split_file)
+    (shape,) = _read_each(rel_paths[:1], lambda p: _decoded_shape(root / p, resize, center_crop))
+    return len(rel_paths), shape
+
+
+def describe_builtin(name: str = "cifar10_val_sample") -> tuple[int, tuple[int, int, int]]:
+    """(number of images, ``(3, H, W)``) of a builtin sample set from its zip listing and first image's header."""
+    with _builtin_zip(name) as zf:
+        rel_paths = _zip_images(zf)
+        (shape,) = _read_each(rel_paths[:1], lambda p: _decoded_shape(io.BytesIO(zf.read(p)), None, None))
+    return len(rel_paths), shape
+
+
+def read_image_folder(
+    root: str | Path,
+    split: str = "all",
+    split_file: str | Path | None = None,
+    *,
+    resize: int | None = None,
+    center_crop: int | None = None,
+    use_cache: bool = True,
+) -> ImageDataset:
+    """Read an ImageFolder tree ``root/<class>/<image>``.
+
+    ``split='all'`` reads every image (sorted by class, then file name); ``'val'`` reads the images
+    listed in ``split_file`` in its order; ``'train'`` reads every image *not* listed there. The default
+    ``split_file`` is the shipped CIFAR-10 validation split. Class names are the sorted sub-folder names.
+    """
+    root = Path(root).expanduser()
+    rel_paths, class_names = image_folder_paths(root, split, split_file)
     images = None
     cache_file = None
     if use_cache:
@@ -281,16 +344,24 @@ def read_builtin(name: str = "cifar10_val_sample") -> ImageDataset:
     ``cifar10_val_sample``: 1,000 images of the CIFAR-10 validation split, the first 100 per class in
     split order.
     """
+    with _builtin_zip(name) as zf:
+        rel_paths = _zip_images(zf)
+        class_names = tuple(sorted({p.split("/", 1)[0] for p in rel_paths}))
+        images = _decode_all(rel_paths, lambda p: io.BytesIO(zf.read(p)), None, None)
+    return ImageDataset(torch.from_numpy(images), _labels(rel_paths, class_names), class_names, rel_paths)
+
+
+def _builtin_zip(name: str) -> zipfile.ZipFile:
     if name not in BUILTIN_SETS:
         raise DataError(f"builtin dataset must be one of {tuple(BUILTIN_SETS)}; got '{name}'")
     path = BUILTIN_SETS[name]
     if not path.is_file():
         raise DataError(f"builtin dataset file '{path}' is missing from the installation")
-    with zipfile.ZipFile(path) as zf:
-        rel_paths = sorted(n for n in zf.namelist() if not n.endswith("/"))
-        class_names = tuple(sorted({p.split("/", 1)[0] for p in rel_paths}))
-        images = _decode_all(rel_paths, lambda p: io.BytesIO(zf.read(p)), None, None)
-    return ImageDataset(torch.from_numpy(images), _labels(rel_paths, class_names), class_names, rel_paths)
+    return zipfile.ZipFile(path)
+
+
+def _zip_images(zf: zipfile.ZipFile) -> list[str]:
+    return sorted(n for n in zf.namelist() if not n.endswith("/"))
 
 
 def load_dataset(data_format: str, root: str | Path | None = None, split: str = "all", **options) -> ImageDataset:

@@ -9,6 +9,7 @@ and shipped; no training stage ever reads these images. The builtin sample
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -31,11 +32,13 @@ def list_image_folder(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder '{root}' does not exist or is not a directory")
+    # names sorted as strings (normcase: as Path objects sort, at a fraction of their cost for 50,000 files)
+    classes = sorted((e.name for e in os.scandir(root) if e.is_dir()), key=os.path.normcase)
     paths = [
-        f"{class_dir.name}/{f.name}"
-        for class_dir in sorted(p for p in root.iterdir() if p.is_dir())
-        for f in sorted(class_dir.iterdir())
-        if f.suffix.lower() in IMAGE_SUFFIXES
+        f"{name}/{f}"
+        for name in classes
+        for f in sorted(os.listdir(root / name), key=os.path.normcase)
+        if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
     ]
     if not paths:
         raise DataError(f"image folder '{root}' holds no images in <class>/<image> layout")

@@ -19,9 +19,10 @@ every key, every training flowgraph) with ``file:line`` before any training star
 ``--set`` on a recipe takes dotted keys (``stages.deepjscc.epochs=2``; a stage by name or index,
 ``stages.sdjscc.variables.snr_db=10``); a string given to a ``set`` key adds one flowgraph override to
 the list (``stages.sdjscc.set=semantic.tau=2``), a list replaces it.
-Recipe paths (``output_dir``, ``flowgraph``, ``export``) resolve against the recipe's folder; paths
-inside flowgraphs and ``set`` are read as ``jsccflow run`` reads them, except that a stage variable
-naming an earlier stage's export (as that stage's ``export`` key writes it) is that file.
+Recipe paths (``output_dir``, ``flowgraph``, ``export``) resolve against the recipe's folder, and so do
+variables given in the recipe or its ``--set`` that are written as paths (with a ``/``; see
+:func:`_variable_value`) or name an earlier stage's export; paths inside flowgraphs and ``set`` are read
+as ``jsccflow run`` reads them (relative to the working directory).
 """
 
 from __future__ import annotations
@@ -49,14 +50,16 @@ RECIPE_KEYS: tuple[Param, ...] = (
     Param("output_dir", "path", REQUIRED, doc="checkpoints and log.csv, one folder per stage"),
     Param("num_threads", "int", None, low=1, high=1024, nullable=True, doc="torch CPU threads (default: torch's)"),
     Param("device", "str", "auto", doc="auto (the GPU when present) | cpu | cuda | cuda:N"),
-    Param("variables", "mapping", {}, doc="flowgraph variables set in every stage whose flowgraph declares them"),
+    Param("variables", "mapping", {}, doc="flowgraph variables set in every stage whose flowgraph declares them "
+                                          "(a string with a '/' is a path relative to the recipe)"),
     Param("set", "list[str]", [], doc="--set overrides applied to every stage's flowgraph"),
     Param("stages", "list", REQUIRED, doc="the stages, trained in order"),
 )
 STAGE_KEYS: tuple[Param, ...] = (
     Param("name", "str", REQUIRED, doc="stage name (output sub-folder, --stage)"),
     Param("flowgraph", "path", REQUIRED, doc="the training flowgraph, relative to the recipe"),
-    Param("variables", "mapping", {}, doc="variables of the flowgraph (after the recipe's)"),
+    Param("variables", "mapping", {}, doc="variables of the flowgraph (after the recipe's); a string with a '/' "
+                                          "or naming an earlier stage's export is a path relative to the recipe"),
     Param("set", "list[str]", [], doc="--set overrides of the flowgraph (after the variables)"),
     Param("train", "list[str]", REQUIRED, doc="ids of the blocks to optimise; every other block is frozen"),
     Param("epochs", "int", 1, low=1, doc="passes over the training items"),
@@ -188,6 +191,7 @@ def _normalise(raw: dict, base: Path, errors: ErrorLines) -> dict:
         errors.add(f"key 'device': {problem}", source_line(raw, "device"))
     if recipe["output_dir"] is not None:
         recipe["output_dir"] = resolve_path(recipe["output_dir"], base)
+    recipe["variables"] = {k: _variable_value(v, base, set()) for k, v in recipe["variables"].items()}
     stages, seen = [], set()
     raw_stages = raw.get("stages") if isinstance(raw.get("stages"), list) else []
     if isinstance(raw.get("stages"), list) and not raw_stages:
@@ -214,12 +218,21 @@ def _normalise(raw: dict, base: Path, errors: ErrorLines) -> dict:
         stage["index"] = index
         stage["lines"] = {key: source_line(given, key) for key in given}
         exports = {s["export"] for s in stages if s["export"]}
-        for name, value in stage["variables"].items():  # an earlier stage's export, written as `export` is
-            if isinstance(value, str) and resolve_path(value, base) in exports:
-                stage["variables"][name] = resolve_path(value, base)
+        stage["variables"] = {k: _variable_value(v, base, exports) for k, v in stage["variables"].items()}
         stages.append(stage)
     recipe["stages"] = stages
     return recipe
+
+
+def _variable_value(value, base: Path, exports: set[str]):
+    """A variable as the flowgraph receives it: a string written as a path (with a '/' or a leading '~'), or
+    naming an earlier stage's export as that stage's ``export`` writes it, is a path relative to the recipe
+    (absolute from here on); other values (numbers, shipped checkpoint names, modes) pass unchanged."""
+    if not isinstance(value, str):
+        return value
+    resolved = resolve_path(value, base)
+    written_as_path = any(sep and sep in value for sep in ("/", os.sep, os.altsep)) or value.startswith("~")
+    return resolved if written_as_path or resolved in exports else value
 
 
 def _check_optimisation(stage: dict, where: str, given: dict, errors: ErrorLines) -> None:

@@ -19,9 +19,11 @@ every rank runs its share of each batch, rank 0 validates and writes every file.
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import math
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable
@@ -172,6 +174,29 @@ class StageRun:
         type(blocks[0]).export(blocks, path, {**metadata, **({"class_names": list(names)} if names else {})})
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20  # the largest glibc accepts on 64-bit systems
+_TRIM_THRESHOLD = 1 << 30
+
+
+def keep_freed_heap() -> bool:
+    """Let glibc's malloc keep freed memory for the next training step instead of returning it to the system.
+
+    By default glibc gives the top of the heap back once more than a (dynamic) threshold of it is free, and
+    serves large blocks by mmap; each step of a CPU training then page-faults tens of MB of activations and
+    gradients back in, zero-filled, inside the convolutions that first touch them (measured: 6,700-12,700
+    minor faults per deep-JSCC step, 5-11 % of its CPU time; how many depends on the order in which a step
+    frees its tensors; docs/training.md, "Speed"). Both thresholds are fixed together: fixing the trim threshold alone also freezes the
+    mmap threshold at 128 KB, and every activation is then mmapped afresh. The process keeps its peak heap.
+    True when set (glibc only; other C libraries keep their behaviour).
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+
+
 def _ancestors(fg: Flowgraph, block_id: str) -> set[str]:
     """Every block ``block_id``'s inputs depend on."""
     found: set[str] = set()
@@ -223,6 +248,7 @@ class Trainer:
         """Train every stage in order; returns the final validation metrics per stage name."""
         if self.recipe["num_threads"]:
             torch.set_num_threads(int(self.recipe["num_threads"]))
+        keep_freed_heap()
         device = resolve_device(self.recipe["device"], "recipe: device")
         self.world, self.device = distributed.join(device, self.backend)
         try:
