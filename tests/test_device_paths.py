@@ -24,20 +24,21 @@ def test_auto_path_is_torch_on_a_gpu_and_host_on_the_cpu():
     assert resolve_path("host", GPU) == "host" and resolve_path("torch", CPU) == "torch"
 
 
-def test_on_a_gpu_the_main_job_keeps_every_block_but_the_metric_sink_on_the_device():
+def test_on_a_gpu_the_main_job_keeps_every_block_but_the_metric_sinks_on_the_device():
     fg = load_flowgraph(FLOWGRAPHS / "sdjscc_awgn.yaml", device="cpu")
     placed = block_devices(fg, resolve_path("auto", GPU), GPU)
-    assert {b for b, d in placed.items() if d == CPU} == {"metrics"}  # the sink accumulates on the host
+    # the sinks (the task and the unseen classifier's) accumulate on the host
+    assert {b for b, d in placed.items() if d == CPU} == {"metrics", "unseen_metrics"}
 
 
 def test_on_a_gpu_only_blocks_without_a_torch_path_run_on_the_host():
     fg = load_flowgraph(FLOWGRAPHS / "sscc_jpeg_ldpc_awgn.yaml", device="cpu")
     on_host = {b for b, d in block_devices(fg, "torch", GPU).items() if d == CPU}
-    assert on_host == {"senc", "cenc", "cdec", "sdec", "metrics"}
+    assert on_host == {"senc", "cenc", "cdec", "sdec", "metrics", "unseen_metrics"}
     assert all(fg.blocks[b].available_paths() == ("host",) for b in on_host)
     # path: host asks for the Numba kernels: the PHY blocks move to the CPU, the networks stay on the GPU
     on_host = {b for b, d in block_devices(fg, "host", GPU).items() if d == CPU}
-    assert on_host == {"senc", "cenc", "map", "ch", "demap", "cdec", "sdec", "metrics"}
+    assert on_host == {"senc", "cenc", "map", "ch", "demap", "cdec", "sdec", "metrics", "unseen_metrics"}
 
 
 def test_on_the_cpu_every_block_runs_on_the_cpu():
