@@ -11,6 +11,7 @@ import sys
 import click
 
 from sdjscc_phy import __version__
+from sdjscc_phy.cli.figures import figures
 from sdjscc_phy.cli.flowgraph_commands import blocks, graph, metrics, run, validate
 from sdjscc_phy.cli.plot import plot, plot_grid
 from sdjscc_phy.cli.sweep import sweep
@@ -37,6 +38,7 @@ cli.add_command(sweep)
 cli.add_command(plot)
 cli.add_command(plot_grid)
 cli.add_command(table)
+cli.add_command(figures)
 
 
 def main(argv: list[str] | None = None) -> int:

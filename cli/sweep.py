@@ -22,9 +22,11 @@ def sweep(sweep_file: str, jobs: int, executor: str, scheduler: str | None, outp
           dry_run: bool, progress: bool | None) -> None:
     """Run every point of SWEEP_FILE not finished yet; rows go to OUTPUT/results.csv as points finish."""
     # Imported here, not at the top: the sweep machinery loads torch, which `jsccflow --help` must not.
+    from sdjscc_phy.cli.figures import check_figures, make_figures
     from sdjscc_phy.sweep import describe_points, load_sweep, prepare, run_sweep
 
     spec = load_sweep(sweep_file, output=output, models=models)
+    check_figures(spec)
     if dry_run:
         plans, store = prepare(spec)
         listed = describe_points(spec, plans, store)
@@ -39,3 +41,4 @@ def sweep(sweep_file: str, jobs: int, executor: str, scheduler: str | None, outp
     summary = run_sweep(spec, jobs=jobs, executor=executor, scheduler=scheduler, progress=show_progress, report=True)
     click.echo(f"{sweep_file}: {summary.ran} points run, {summary.skipped} already done, "
                f"{summary.trained} model stages trained -> {summary.csv_path}")
+    make_figures(spec)

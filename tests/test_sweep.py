@@ -250,6 +250,45 @@ def test_dry_run_lists_points_and_what_is_done(write_sweep, tmp_path, capsys):
     assert "OK, 4 points (0 pending)" in capsys.readouterr().out
 
 
+def test_declared_figures_are_made_from_the_results_by_sweep_and_by_figures(write_sweep, tmp_path, capsys):
+    path = write_sweep(BER_SWEEP.replace("[0, 4, 8]", "[0, 8]") + textwrap.dedent("""\
+        figures:
+          - plot --x snr_db --y ber --out ber
+          - table --y ber -o tables/ber.md
+        """))
+    (tmp_path / "out" / "tables").mkdir(parents=True)
+    assert main(["sweep", path, "--no-progress"]) == 0
+    table = (tmp_path / "out" / "tables" / "ber.md").read_text()
+    assert table.splitlines()[0] == "| method \\ snr_db | 0 | 8 |"
+    assert [line.split(" |")[0] for line in table.splitlines()[2:4]] == ["| qam16", "| qpsk"]
+    assert (tmp_path / "out" / "ber.png").stat().st_size > 1000 and (tmp_path / "out" / "ber.svg").is_file()
+    before = (tmp_path / "out" / "ber.png").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["figures", path]) == 0  # made again: existing files are replaced
+    assert str(tmp_path / "out" / "ber.png") in capsys.readouterr().out
+    assert (tmp_path / "out" / "ber.png").stat().st_mtime_ns >= before
+
+
+def test_bad_figure_lines_are_file_line_errors_before_any_point_runs(write_sweep, tmp_path, capsys):
+    path = write_sweep(BER_SWEEP + textwrap.dedent("""\
+        figures:
+          - plot --x snr_db --colour red
+          - draw --x snr_db
+          - table --y ber
+        """))
+    assert main(["sweep", path, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {path}:19: figures: 'draw --x snr_db': must start with one of plot, table, plot-grid"]
+    Path(path).write_text(Path(path).read_text().replace("  - draw --x snr_db\n", ""))
+    assert main(["sweep", path, "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {path}:18: figures: plot --x snr_db --colour red: No such option")
+    assert not (tmp_path / "out").exists()
+    Path(path).write_text(Path(path).read_text().replace(" --colour red", ""))
+    assert main(["figures", path]) == 2  # valid lines, but nothing to draw yet
+    assert capsys.readouterr().err.startswith(f"error: {path}: no results yet")
+
+
 def test_local_process_pool_and_inline_give_identical_rows(write_sweep, tmp_path):
     path = write_sweep(BER_SWEEP.replace("[0, 4, 8]", "[4]"))
     run_sweep(load_sweep(path), progress=False)

@@ -25,6 +25,10 @@
     grid:                                 # or a list of such mappings (their points are concatenated)
       product: {snr_db: [0, 5, 10], seed: [0, 1, 2]}
       zip: {tau: [1, 10], ...}            # equal lengths, taken row by row; crossed with product
+    figures:                              # what `jsccflow figures` (and a finished sweep) makes from the results:
+      - plot --x snr_db --y accuracy --out accuracy        # jsccflow plot / table read <output>/results.csv,
+      - table --versus deepjscc -o accuracy.md             # plot-grid this sweep file; --out / -o paths are
+      - plot-grid --at snr_db=5 --out grid_5db             # relative to the results folder
 
 A grid key is a flowgraph override (``snr_db``, ``src.limit``, ``options.max_items``; ``seed`` is short
 for ``options.seed``) or a sweep variable that the method's ``set``/``train.set``/``flowgraph`` use as
@@ -38,6 +42,7 @@ import itertools
 import json
 import math
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -60,7 +65,11 @@ TOP_LEVEL: tuple[Param, ...] = (
     Param("set", "mapping", None, nullable=True, doc="overrides of every point (VAR, ID.PARAM, options.KEY)"),
     Param("methods", "mapping", doc="method name -> {flowgraph, set, train}"),
     Param("grid", "list", None, nullable=True, doc="{product, zip} or a list of them"),
+    Param("figures", "list[str]", None, nullable=True,
+          doc="jsccflow plot / table / plot-grid command lines that make the figures (jsccflow figures)"),
 )
+#: The commands a ``figures:`` line may run.
+FIGURE_COMMANDS = ("plot", "table", "plot-grid")
 METHOD: tuple[Param, ...] = (
     Param("flowgraph", "path", doc="the flowgraph file (may use ${VAR})"),
     Param("set", "mapping", None, nullable=True, doc="overrides of this method's points"),
@@ -125,6 +134,7 @@ class Sweep:
     points: list[Point] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # method -> display name (plot legends)
     items: bool = False  # keep every point's per-item rows (for jsccflow table --paired)
+    figures: list[tuple[list[str], int | None]] = field(default_factory=list)  # (command line split, its line)
 
 
 def load_sweep(path: str, output: str | None = None, models: str | None = None) -> Sweep:
@@ -149,6 +159,7 @@ def load_sweep(path: str, output: str | None = None, models: str | None = None) 
     grid_points, columns = _expand_grid(data.get("grid"), source_line(data, "grid"), errors, column_lines)
     sweep = Sweep(path, out_dir, models_dir, top.description, columns, column_lines)
     sweep.items = top.items
+    sweep.figures = _figure_lines(data.get("figures"), top.figures, errors)
     # A broken grid still lets every method be checked (at no grid values).
     for name, method in methods.items():
         line = source_line(methods, name)
@@ -177,6 +188,24 @@ def _declared(declared: tuple[Param, ...], given: dict, where: str, errors: Erro
         if not hasattr(values, param.name):
             setattr(values, param.name, None if param.required else param.default)
     return values
+
+
+def _figure_lines(given: Any, figures: list[str] | None, errors: ErrorLines) -> list[tuple[list[str], int | None]]:
+    """Each ``figures:`` line split like a shell command, with its file line; the command's own options are
+    checked where the commands live (``jsccflow figures``)."""
+    lines = []
+    for index, text in enumerate(figures or []):
+        line = given.item_lines[index] if isinstance(given, LineList) else None
+        try:
+            words = shlex.split(text)
+        except ValueError as err:
+            errors.add(f"figures: {brief(text)}: {err}", line)
+            continue
+        if not words or words[0] not in FIGURE_COMMANDS:
+            errors.add(f"figures: {brief(text)}: must start with one of {', '.join(FIGURE_COMMANDS)}", line)
+            continue
+        lines.append((words, line))
+    return lines
 
 
 # -- the grid ----------------------------------------------------------------------------------------
