@@ -287,6 +287,13 @@ def test_bad_figure_lines_are_file_line_errors_before_any_point_runs(write_sweep
     Path(path).write_text(Path(path).read_text().replace(" --colour red", ""))
     assert main(["figures", path]) == 2  # valid lines, but nothing to draw yet
     assert capsys.readouterr().err.startswith(f"error: {path}: no results yet")
+    done = write_sweep(BER_SWEEP.replace("output: out", "output: done").replace("[0, 4, 8]", "[8]")
+                       + "figures:\n  - table --y ber -o ber.md\n", "done.yaml")
+    assert main(["sweep", done, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["figures", path, done]) == 0  # one with results: the other is skipped with a note
+    assert capsys.readouterr().err.startswith(f"{path}: no results yet; skipped")
+    assert (tmp_path / "done" / "ber.md").is_file() and not (tmp_path / "out").exists()
 
 
 def test_local_process_pool_and_inline_give_identical_rows(write_sweep, tmp_path):
