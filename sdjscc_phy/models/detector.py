@@ -28,7 +28,7 @@ from sdjscc_phy.models import DETECTOR_BACKBONES
 from sdjscc_phy.models import DETECTOR_INPUT_MULTIPLE as INPUT_MULTIPLE
 from sdjscc_phy.models import DETECTOR_STRIDE as STRIDE
 from sdjscc_phy.models.checkpoints import load_export
-from sdjscc_phy.models.classifier import VggClassifier
+from sdjscc_phy.models.classifier import VGG_STAGE_LAYERS, VggClassifier, vgg_trunk
 
 EXPORT_FORMAT = "jsccflow-detector"
 EXPORT_VERSION = 1
@@ -134,7 +134,7 @@ class VggDetector(_CenterNet):
     VggClassifier`): its three stages of two conv-BN-ReLU layers and a 2 x 2 max-pool give stride 2, 4
     and 8 (``vgg_widths`` channels); two residual blocks at stride 8 widen the receptive field (the
     trunk's 36 pixels are less than the largest objects) and a feature-pyramid step brings them back to
-    stride 4 beside the stage-2 maps. ``self.vgg`` has the classifier's ``trunk`` layout, so
+    stride 4 beside the stage-2 maps. ``self.vgg`` is the classifier's ``trunk`` (:func:`vgg_trunk`), so
     :meth:`init_from_classifier` copies its weights key for key.
 
     Why a pretrained trunk: telling CIFAR-10 classes apart from scratch takes far more scenes than a CPU
@@ -145,23 +145,13 @@ class VggDetector(_CenterNet):
     of every codec.
     """
 
-    STAGE_LAYERS = 7  # conv, BN, ReLU, conv, BN, ReLU, max-pool: as VggClassifier builds each stage
-
     def __init__(self, num_classes: int = 10, width: int = 48, vgg_widths: tuple[int, int, int] | list[int] = (24, 48, 96)):
         vgg_widths = [int(w) for w in vgg_widths]
         if len(vgg_widths) != 3 or min(vgg_widths) < 1:
             raise ValueError(f"vgg_widths must be three positive channel counts; got {vgg_widths}")
         super().__init__({"num_classes": int(num_classes), "width": int(width), "backbone": "vgg",
                           "vgg_widths": vgg_widths})
-        layers: list[nn.Module] = []
-        c_in = 3
-        for channels in vgg_widths:
-            for _ in range(2):
-                layers += [nn.Conv2d(c_in, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
-                           nn.ReLU(inplace=True)]
-                c_in = channels
-            layers.append(nn.MaxPool2d(2))
-        self.vgg = nn.Sequential(*layers)
+        self.vgg = vgg_trunk(vgg_widths)
         self.context8 = nn.Sequential(_Residual(vgg_widths[2]), _Residual(vgg_widths[2]))
         self.lateral4 = nn.Conv2d(vgg_widths[1], vgg_widths[2], 1)
         self.merge4 = nn.Sequential(_conv_bn(vgg_widths[2], width), _Residual(width))
@@ -170,7 +160,7 @@ class VggDetector(_CenterNet):
 
     def stage(self, index: int) -> nn.Sequential:
         """VGG stage ``index`` (0, 1, 2: output strides 2, 4, 8)."""
-        return self.vgg[index * self.STAGE_LAYERS:(index + 1) * self.STAGE_LAYERS]
+        return self.vgg[index * VGG_STAGE_LAYERS:(index + 1) * VGG_STAGE_LAYERS]
 
     def init_from_classifier(self, classifier: VggClassifier) -> None:
         """Copy the trunk weights (and BatchNorm statistics) of a VggClassifier with the same widths."""
