@@ -24,11 +24,13 @@ from sdjscc_phy.data.scenes import (
 )
 from sdjscc_phy.errors import CheckpointError, PortError
 from sdjscc_phy.lazy import lazy_import
+from sdjscc_phy.models import DETECTOR_BACKBONES
 from sdjscc_phy.models import DETECTOR_INPUT_MULTIPLE as INPUT_MULTIPLE
 from sdjscc_phy.models import DETECTOR_STRIDE as STRIDE
 
 torch = lazy_import("torch")
 detector = lazy_import("sdjscc_phy.models.detector")
+classifier = lazy_import("sdjscc_phy.models.classifier")
 
 
 @functools.lru_cache(maxsize=2)
@@ -151,11 +153,28 @@ class Detector(Block):
               doc="channels at stride 4 (fresh detector; default 48; checked against a checkpoint's)"),
         Param("num_classes", "int", None, low=1, nullable=True,
               doc="heatmap classes (fresh detector; default 10; checked against a checkpoint's)"),
+        Param("backbone", "str", None, nullable=True, choices=DETECTOR_BACKBONES,
+              doc="trunk (fresh detector; default centernet, a residual encoder; vgg: the VGG classifier's "
+                  "stages; checked against a checkpoint's)"),
+        Param("init_backbone", "str", None, nullable=True,
+              doc="fresh vgg detector: the VGG classifier checkpoint (shipped name or path) whose trunk "
+                  "weights it starts from; null: random weights"),
+        Param("frozen_stages", "int", 0, low=0, high=3,
+              doc="vgg backbone, training: the first N VGG stages keep their weights and BatchNorm statistics"),
         Param("max_detections", "int", 50, low=1, doc="K: detections kept per image (heatmap peaks by score; "
               "slots beyond the heatmap's cells are padding with score 0)"),
         Param("score_threshold", "float", 0.0, low=0.0, high=1.0,
               doc="detections scoring at most this are not counted (0: all K count, as COCO evaluation expects)"),
     )
+
+    def check_params(self) -> list[str]:
+        p, problems = self.p, []
+        vgg = p.backbone == "vgg" or (p.backbone is None and p.checkpoint is not None)  # a checkpoint's is known later
+        if p.init_backbone is not None and (p.checkpoint is not None or p.backbone != "vgg"):
+            problems.append("parameter 'init_backbone': only for a fresh detector (checkpoint: null) with backbone: vgg")
+        if p.frozen_stages and not vgg:
+            problems.append("parameter 'frozen_stages': only for backbone: vgg")
+        return problems
 
     #: The flowgraph seed (``setup`` sets it); a fresh model built before setup (a frozen, untrained
     #: detector in a training stage) starts from seed 0.
@@ -163,15 +182,36 @@ class Detector(Block):
 
     @cached_property
     def model(self):
-        given = {name: getattr(self.p, name) for name in ("width", "num_classes") if getattr(self.p, name) is not None}
-        if self.p.checkpoint is None:
-            # A fresh detector's initial weights are a function of the flowgraph seed and the block id
-            # (not of whatever the global generator did before), so a training recipe is reproducible.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_key(self._seed, self.id))
-                return detector.CenterNetDetector(**given)
+        model = self._fresh_model() if self.p.checkpoint is None else self._loaded_model()
+        if self.p.frozen_stages:
+            if model.arch["backbone"] != "vgg":
+                raise CheckpointError(f"block '{self.id}': parameter 'frozen_stages' needs a vgg detector; "
+                                      f"checkpoint '{self.p.checkpoint}' has backbone {model.arch['backbone']}")
+            model.freeze_stages(self.p.frozen_stages)
+        return model
+
+    def _given_arch(self) -> dict:
+        return {name: getattr(self.p, name) for name in ("width", "num_classes", "backbone")
+                if getattr(self.p, name) is not None}
+
+    def _fresh_model(self):
+        # A fresh detector's initial weights are a function of the flowgraph seed and the block id
+        # (not of whatever the global generator did before), so a training recipe is reproducible.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_key(self._seed, self.id))
+            if self.p.init_backbone is None:
+                return detector.build_detector(**self._given_arch())
+            try:
+                trunk = classifier.load_classifier(self.p.init_backbone)
+                model = detector.build_detector(**self._given_arch(), vgg_widths=trunk.arch.get("widths"))
+                model.init_from_classifier(trunk)
+            except (CheckpointError, ValueError) as exc:
+                raise CheckpointError(f"block '{self.id}': parameter 'init_backbone': {exc}") from None
+            return model
+
+    def _loaded_model(self):
         loaded = detector.load_detector(self.p.checkpoint)
-        for name, value in given.items():
+        for name, value in self._given_arch().items():
             if loaded.arch[name] != value:
                 raise CheckpointError(f"block '{self.id}': parameter '{name}' is {value} but checkpoint "
                                       f"'{self.p.checkpoint}' has {loaded.arch[name]}; checkpoint: null builds a "
@@ -205,6 +245,16 @@ class Detector(Block):
     # -- training ---------------------------------------------------------------------------------
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        """``default``, and for a vgg detector ``backbone``: the VGG stages, pretrained, which a recipe may
+        train with a smaller learning rate (``optimizer.group_scales.backbone``)."""
+        if self.model.arch["backbone"] != "vgg":
+            return super().parameter_groups()
+        backbone = {id(p) for p in self.model.vgg.parameters()}
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return {"default": [p for p in trainable if id(p) not in backbone],
+                "backbone": [p for p in trainable if id(p) in backbone]}
 
     @classmethod
     def export(cls, blocks: list[Block], path: str, metadata: dict) -> None:

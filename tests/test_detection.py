@@ -404,7 +404,7 @@ def test_a_fresh_detector_block_trains_through_its_map_outputs(tiny_detector):
 
     torch.manual_seed(0)
     block = Detector("det", checkpoint=None, width=16)
-    assert block.model.arch == {"num_classes": 10, "width": 16} and block.model.training
+    assert block.model.arch == {"num_classes": 10, "width": 16, "backbone": "centernet"} and block.model.training
     shapes = block.infer_shapes({"image": (3, 64, 64)})
     assert shapes["heatmap"] == ("C", 16, 16) and shapes["size"] == shapes["offset"] == (2, 16, 16)
     scenes = read_scene_set(BUILTIN_SCENES).subset(range(8))
@@ -429,6 +429,81 @@ def test_architecture_parameters_must_match_the_checkpoint(tiny_detector):
     assert Detector("det", checkpoint=tiny_detector, width=8).model.arch["width"] == 8
     with pytest.raises(CheckpointError, match="block 'det': parameter 'width' is 48 but checkpoint .* has 8"):
         Detector("det", checkpoint=tiny_detector, width=48).model
+
+
+def test_a_vgg_detector_starts_from_the_vgg_classifiers_trunk_and_has_the_declared_shapes():
+    from sdjscc_phy.blocks.detection import Detector
+    from sdjscc_phy.models.classifier import load_classifier
+
+    block = Detector("det", checkpoint=None, backbone="vgg", init_backbone="classifier_vgg_cifar10", width=16)
+    model, vgg = block.model, load_classifier("classifier_vgg_cifar10")
+    assert model.arch == {"num_classes": 10, "width": 16, "backbone": "vgg", "vgg_widths": vgg.arch["widths"]}
+    trunk = vgg.trunk.state_dict()
+    assert model.vgg.state_dict().keys() == trunk.keys()
+    assert all(torch.equal(model.vgg.state_dict()[k], trunk[k]) for k in trunk)  # weights and BN statistics
+    with torch.no_grad():
+        out = model.eval()(torch.rand(2, 3, 64, 96))
+        assert model.features(torch.rand(2, 3, 64, 96)).shape == (2, 16, 16, 24)
+    assert out["heatmap"].shape == (2, 10, 16, 24) and out["size"].shape == out["offset"].shape == (2, 2, 16, 24)
+    # without init_backbone the same trunk starts from random weights
+    fresh = Detector("det", checkpoint=None, backbone="vgg", width=16).model
+    assert not torch.equal(fresh.vgg[0].weight, model.vgg[0].weight)
+
+
+def test_bad_init_backbone_is_a_one_line_error(capsys):
+    from sdjscc_phy.blocks.detection import Detector
+
+    with pytest.raises(CheckpointError, match="block 'det': parameter 'init_backbone': .*must come from a VGG"):
+        Detector("det", checkpoint=None, backbone="vgg", init_backbone="classifier_cifar10").model  # the task network
+    with pytest.raises(ParameterError, match="parameter 'init_backbone': only for a fresh detector"):
+        Detector("det", checkpoint=None, init_backbone="classifier_vgg_cifar10")  # backbone defaults to centernet
+    with pytest.raises(ParameterError, match="parameter 'frozen_stages': only for backbone: vgg"):
+        Detector("det", checkpoint=None, frozen_stages=1)
+    argv = ["run", str(REPO / "flowgraphs" / "detection_clean.yaml"), "--set", "det.checkpoint=null", "--set",
+            "det.backbone=vgg", "--set", "det.init_backbone=no_such_classifier", "--no-progress"]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "parameter 'init_backbone'" in line and "no_such_classifier" in line
+
+
+def test_frozen_vgg_stages_keep_weights_and_statistics_while_the_rest_trains():
+    from sdjscc_phy.blocks.detection import Detector
+
+    block = Detector("det", checkpoint=None, backbone="vgg", init_backbone="classifier_vgg_cifar10", width=8,
+                     frozen_stages=1)
+    model = block.model
+    groups = block.parameter_groups()
+    assert set(groups) == {"default", "backbone"}
+    assert {id(p) for p in groups["backbone"]} == {id(p) for p in model.stage(1).parameters()} | {
+        id(p) for p in model.stage(2).parameters()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    block.train(True)
+    assert not model.stage(0)[1].training and model.stage(1)[1].training
+    scenes = read_scene_set(BUILTIN_SCENES).subset(range(4))
+    optimiser = torch.optim.SGD([p for g in groups.values() for p in g], 0.1)
+    loss = detection_loss(model(scenes.images.float() / 255), scenes.boxes, scenes.labels, scenes.num_objects)["loss"]
+    loss.backward()
+    optimiser.step()
+    after = model.state_dict()
+    frozen = [k for k in before if k.startswith(("vgg.0.", "vgg.1.", "vgg.3.", "vgg.4."))]
+    assert len(frozen) == 2 + 2 * 5 and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["vgg.7.weight"], after["vgg.7.weight"])  # stage 2's first convolution
+    assert not torch.equal(before["vgg.8.running_mean"], after["vgg.8.running_mean"])
+
+
+def test_vgg_detector_round_trips_and_old_checkpoints_load_as_the_residual_detector(tmp_path):
+    from sdjscc_phy.models.detector import VggDetector
+
+    model = VggDetector(width=8).eval()
+    export_detector(model, tmp_path / "vgg.pt", {})
+    loaded = load_detector(tmp_path / "vgg.pt")
+    assert isinstance(loaded, VggDetector) and loaded.arch == model.arch
+    # checkpoints written before the VGG backbone record no backbone: the residual detector
+    export_detector(CenterNetDetector(width=8), tmp_path / "old.pt", {})
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    del payload["config"]["backbone"]
+    torch.save(payload, tmp_path / "old.pt")
+    assert type(load_detector(tmp_path / "old.pt")) is CenterNetDetector
 
 
 # -- training through a flowgraph -----------------------------------------------------------------
@@ -504,7 +579,7 @@ def test_detector_recipe_trains_on_generated_scenes_and_its_export_runs(cifar_li
     losses = [loss for _, loss in trainer.step_losses]
     assert len(losses) == 12 and losses[-1] < 0.75 * losses[0]
     assert 0 <= metrics["val_map50"] <= 1 and "val_loss_centernet" in metrics
-    assert load_detector(export).arch == {"num_classes": 10, "width": 8}
+    assert load_detector(export).arch == {"num_classes": 10, "width": 8, "backbone": "vgg", "vgg_widths": [24, 48, 96]}
 
 
 def test_detection_finetune_recipe_trains_the_codec_on_a_frozen_detectors_features(cifar_like, tiny_detector, tmp_path):

@@ -9,6 +9,9 @@ DOWNSAMPLING = 4
 #: stride ``DETECTOR_STRIDE``. Here for the same reason as DOWNSAMPLING.
 DETECTOR_INPUT_MULTIPLE = 16
 DETECTOR_STRIDE = 4
+#: The detector's trunks: the residual encoder trained from scratch, or the VGG stages of a classifier
+#: checkpoint (``init_backbone``). Here for the same reason as DOWNSAMPLING.
+DETECTOR_BACKBONES = ("centernet", "vgg")
 
 #: The task classifier's layers whose feature maps a semantic or contrastive loss compares, and the ways
 #: SD-JSCC's GSW weights them (eqs. 8-10, sdjscc_phy.training.gsw). Here for the same reason as DOWNSAMPLING.

@@ -182,6 +182,24 @@ class CifarClassifier(_ImageClassifier):
         return feature, self._head(feature, layer)
 
 
+#: Modules per stage of :func:`vgg_trunk`: conv, BN, ReLU, conv, BN, ReLU, max-pool.
+VGG_STAGE_LAYERS = 7
+
+
+def vgg_trunk(widths, bn_momentum: float = 0.1) -> nn.Sequential:
+    """The VGG stages: per width two 3x3 conv -> BatchNorm -> ReLU layers and a 2x2 max-pool, as one
+    ``nn.Sequential`` (the object detector reuses the layout, and with it the classifier's weights)."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for width in widths:
+        for _ in range(2):
+            layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(width, momentum=bn_momentum), nn.ReLU(inplace=True)]
+            c_in = width
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
 class VggClassifier(_ImageClassifier):
     """VGG-style classifier (Simonyan & Zisserman, 2015, with BatchNorm) for 32x32 RGB inputs.
 
@@ -203,15 +221,7 @@ class VggClassifier(_ImageClassifier):
         widths = _checked_widths(widths)
         super().__init__(dict(widths=list(widths), num_classes=int(num_classes), bn_momentum=float(bn_momentum),
                               logit_scale=float(logit_scale), tta_flip=bool(tta_flip)))
-        layers: list[nn.Module] = []
-        c_in = 3
-        for width in widths:
-            for _ in range(2):
-                layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False),
-                           nn.BatchNorm2d(width, momentum=bn_momentum), nn.ReLU(inplace=True)]
-                c_in = width
-            layers.append(nn.MaxPool2d(2))
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = vgg_trunk(widths, bn_momentum)
         self.head = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,9 +24,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sdjscc_phy.models import DETECTOR_BACKBONES
 from sdjscc_phy.models import DETECTOR_INPUT_MULTIPLE as INPUT_MULTIPLE
 from sdjscc_phy.models import DETECTOR_STRIDE as STRIDE
 from sdjscc_phy.models.checkpoints import load_export
+from sdjscc_phy.models.classifier import VGG_STAGE_LAYERS, VggClassifier, vgg_trunk
 
 EXPORT_FORMAT = "jsccflow-detector"
 EXPORT_VERSION = 1
@@ -56,22 +58,59 @@ class _Residual(nn.Module):
         return F.relu(x + self.body(x))
 
 
-class CenterNetDetector(nn.Module):
-    """CenterNet-style detector: image ``[B, 3, H, W]`` in [0, 1] -> dict of maps at stride 4:
-    ``heatmap`` logits ``[B, C, H/4, W/4]``, ``size`` (box width, height in pixels) and ``offset``
+class _CenterNet(nn.Module):
+    """What both detectors share: normalisation inside the model, the recorded architecture (``arch``, the
+    constructor's arguments), the three CenterNet heads on the stride-4 features, and :meth:`forward`.
+    A subclass builds its trunk, then calls :meth:`_add_heads` (heads last, so that a seeded fresh model's
+    trunk draws the same initial weights whatever the heads are) and implements :meth:`_trunk`."""
+
+    def __init__(self, arch: dict):
+        super().__init__()
+        if arch["num_classes"] < 1 or arch["width"] < 8:
+            raise ValueError(f"num_classes must be >= 1 and width >= 8; got {arch['num_classes']}, {arch['width']}")
+        self.arch = arch
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
+
+    def _add_heads(self) -> None:
+        width = self.arch["width"]
+
+        def head(out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(width, out, 1))
+
+        self.heatmap = head(self.arch["num_classes"])
+        self.size = head(2)
+        self.offset = head(2)
+        with torch.no_grad():
+            self.heatmap[-1].bias.fill_(_HEATMAP_BIAS)
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised image ``[B, 3, H, W]`` -> stride-4 feature maps ``[B, width, H/4, W/4]``."""
+        raise NotImplementedError
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """The stride-4 feature maps ``[B, width, H/4, W/4]`` that the three heads read."""
+        height, width = image.shape[-2:]
+        if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
+            raise ValueError(f"image sides must be multiples of {INPUT_MULTIPLE}; got {height}x{width}")
+        return self._trunk((image - self.mean) / self.std)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.features(image)
+        return {"heatmap": self.heatmap(features), "size": self.size(features), "offset": self.offset(features)}
+
+
+class CenterNetDetector(_CenterNet):
+    """CenterNet-style detector trained from scratch: image ``[B, 3, H, W]`` in [0, 1] -> dict of maps at
+    stride 4: ``heatmap`` logits ``[B, C, H/4, W/4]``, ``size`` (box width, height in pixels) and ``offset``
     (centre offset within the cell, in cells) ``[B, 2, H/4, W/4]``.
 
     ``width``: channels at stride 4 (stride 8 and 16 have twice as many); ``num_classes``: heatmap channels.
     """
 
     def __init__(self, num_classes: int = 10, width: int = 48):
-        super().__init__()
-        if num_classes < 1 or width < 8:
-            raise ValueError(f"num_classes must be >= 1 and width >= 8; got {num_classes}, {width}")
-        self.arch = {"num_classes": int(num_classes), "width": int(width)}
+        super().__init__({"num_classes": int(num_classes), "width": int(width), "backbone": "centernet"})
         wide = 2 * width
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
         self.stem = nn.Sequential(_conv_bn(3, width // 2), _conv_bn(width // 2, width, 2))  # stride 2
         self.down4 = nn.Sequential(_conv_bn(width, width, 2), _Residual(width))
         self.down8 = nn.Sequential(_conv_bn(width, wide, 2), _Residual(wide))
@@ -80,30 +119,89 @@ class CenterNetDetector(nn.Module):
         self.lateral4 = nn.Conv2d(width, wide, 1)
         self.merge8 = _Residual(wide)
         self.merge4 = nn.Sequential(_conv_bn(wide, width), _Residual(width))
+        self._add_heads()
 
-        def head(out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(width, out, 1))
-
-        self.heatmap = head(num_classes)
-        self.size = head(2)
-        self.offset = head(2)
-        with torch.no_grad():
-            self.heatmap[-1].bias.fill_(_HEATMAP_BIAS)
-
-    def features(self, image: torch.Tensor) -> torch.Tensor:
-        """The stride-4 feature maps ``[B, width, H/4, W/4]`` that the three heads read."""
-        height, width = image.shape[-2:]
-        if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
-            raise ValueError(f"image sides must be multiples of {INPUT_MULTIPLE}; got {height}x{width}")
-        x4 = self.down4(self.stem((image - self.mean) / self.std))
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        x4 = self.down4(self.stem(x))
         x8 = self.down8(x4)
         x16 = self.down16(x8)
         up8 = self.merge8(self.lateral8(x8) + F.interpolate(x16, scale_factor=2.0, mode="nearest"))
         return self.merge4(self.lateral4(x4) + F.interpolate(up8, scale_factor=2.0, mode="nearest"))
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.features(image)
-        return {"heatmap": self.heatmap(features), "size": self.size(features), "offset": self.offset(features)}
+
+class VggDetector(_CenterNet):
+    """The CenterNet heads on the trunk of a VGG-style classifier (:class:`~sdjscc_phy.models.classifier.
+    VggClassifier`): its three stages of two conv-BN-ReLU layers and a 2 x 2 max-pool give stride 2, 4
+    and 8 (``vgg_widths`` channels); two residual blocks at stride 8 widen the receptive field (the
+    trunk's 36 pixels are less than the largest objects) and a feature-pyramid step brings them back to
+    stride 4 beside the stage-2 maps. ``self.vgg`` is the classifier's ``trunk`` (:func:`vgg_trunk`), so
+    :meth:`init_from_classifier` copies its weights key for key.
+
+    Why a pretrained trunk: telling CIFAR-10 classes apart from scratch takes far more scenes than a CPU
+    trains on in an hour (docs/detection.md); CenterNet and RFBNet likewise start from a pretrained backbone.
+    Why the VGG and not the task classifier: SD-JSCC's semantic loss reads the task classifier's features,
+    so a detector built on them would share exactly what SD-JSCC was trained to keep and favour it in
+    Table II; the VGG, like the paper's ImageNet VGG beside its semantic-loss classifier, is independent
+    of every codec.
+    """
+
+    def __init__(self, num_classes: int = 10, width: int = 48, vgg_widths: tuple[int, int, int] | list[int] = (24, 48, 96)):
+        vgg_widths = [int(w) for w in vgg_widths]
+        if len(vgg_widths) != 3 or min(vgg_widths) < 1:
+            raise ValueError(f"vgg_widths must be three positive channel counts; got {vgg_widths}")
+        super().__init__({"num_classes": int(num_classes), "width": int(width), "backbone": "vgg",
+                          "vgg_widths": vgg_widths})
+        self.vgg = vgg_trunk(vgg_widths)
+        self.context8 = nn.Sequential(_Residual(vgg_widths[2]), _Residual(vgg_widths[2]))
+        self.lateral4 = nn.Conv2d(vgg_widths[1], vgg_widths[2], 1)
+        self.merge4 = nn.Sequential(_conv_bn(vgg_widths[2], width), _Residual(width))
+        self.frozen_stages = 0
+        self._add_heads()
+
+    def stage(self, index: int) -> nn.Sequential:
+        """VGG stage ``index`` (0, 1, 2: output strides 2, 4, 8)."""
+        return self.vgg[index * VGG_STAGE_LAYERS:(index + 1) * VGG_STAGE_LAYERS]
+
+    def init_from_classifier(self, classifier: VggClassifier) -> None:
+        """Copy the trunk weights (and BatchNorm statistics) of a VggClassifier with the same widths."""
+        if not isinstance(classifier, VggClassifier):
+            raise ValueError(f"the backbone must come from a VGG classifier; got a {type(classifier).__name__}")
+        if list(classifier.arch["widths"]) != self.arch["vgg_widths"]:
+            raise ValueError(f"the classifier's widths {classifier.arch['widths']} differ from vgg_widths "
+                             f"{self.arch['vgg_widths']}")
+        self.vgg.load_state_dict(classifier.trunk.state_dict())
+
+    def freeze_stages(self, count: int) -> None:
+        """Keep the first ``count`` VGG stages fixed in training: no gradients, BatchNorm statistics as
+        loaded (:meth:`train` leaves them in eval mode)."""
+        if not 0 <= count <= 3:
+            raise ValueError(f"frozen stages must be 0..3; got {count}")
+        self.frozen_stages = count
+        for index in range(count):
+            self.stage(index).requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> VggDetector:
+        super().train(mode)
+        for index in range(self.frozen_stages):
+            self.stage(index).eval()
+        return self
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        x4 = self.stage(1)(self.stage(0)(x))
+        x8 = self.context8(self.stage(2)(x4))
+        return self.merge4(self.lateral4(x4) + F.interpolate(x8, scale_factor=2.0, mode="nearest"))
+
+
+def build_detector(num_classes: int = 10, width: int = 48, backbone: str = "centernet", **backbone_args) -> _CenterNet:
+    """A fresh detector of ``backbone`` (:data:`~sdjscc_phy.models.DETECTOR_BACKBONES`); the arguments are an
+    ``arch`` dict's (checkpoints written before the VGG backbone have no ``backbone``: the residual one)."""
+    if backbone == "centernet" and not backbone_args:
+        return CenterNetDetector(num_classes, width)
+    if backbone == "vgg":
+        return VggDetector(num_classes, width, **backbone_args)
+    raise ValueError(f"unknown detector backbone '{backbone}' or arguments {sorted(backbone_args)} "
+                     f"(backbones: {', '.join(DETECTOR_BACKBONES)})")
 
 
 def decode_detections(outputs: dict[str, torch.Tensor], image_size: tuple[int, int], max_detections: int = 50):
@@ -197,7 +295,7 @@ def detection_loss(outputs: dict[str, torch.Tensor], boxes: torch.Tensor, labels
     return {"loss": total, "heatmap": heat_loss, "size": size_loss, "offset": offset_loss}
 
 
-def export_detector(model: CenterNetDetector, path: str | Path, metadata: dict) -> None:
+def export_detector(model: _CenterNet, path: str | Path, metadata: dict) -> None:
     """Write the inference checkpoint: fp16 weights, the architecture and ``metadata`` (written atomically)."""
     from sdjscc_phy.training.checkpoint import atomic_torch_save  # training imports the models
 
@@ -206,10 +304,10 @@ def export_detector(model: CenterNetDetector, path: str | Path, metadata: dict) 
                        "state_dict": state, **metadata}, path)
 
 
-def load_detector(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> CenterNetDetector:
+def load_detector(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> _CenterNet:
     """Load an exported detector (shipped name or path) in eval mode with fp32 weights; ``.metadata`` holds
     the rest of the checkpoint."""
     model, info = load_export(name_or_path, EXPORT_FORMAT, "detector",
-                              lambda payload: CenterNetDetector(**payload["config"]), map_location)
+                              lambda payload: build_detector(**payload["config"]), map_location)
     model.metadata = info
     return model
