@@ -3,7 +3,7 @@
 ``mse_loss`` (deep JSCC, paper eq. 5), ``semantic_loss`` (SD-JSCC's GSW-weighted feature loss of a frozen
 classifier, eq. 13 with the weights of eqs. 8-10), ``contrastive_loss`` (NT-Xent of CL-JSCC), ``mcr2_loss``
 (the multi-task feature loss, -ΔR), ``rate_loss`` (the multi-task gate's penalty: the fraction of bits
-sent, optionally priced at the channel's capacity), ``cross_entropy`` (classifier training), ``detection_loss``
+sent, optionally priced at the channel's capacity), ``cross_entropy`` (classifier training, or distillation from a teacher's scores), ``detection_loss``
 (CenterNet's loss, detector training) and ``detector_feature_loss`` (a frozen detector's feature loss, codec
 fine-tuning for detection).
 """
@@ -45,14 +45,38 @@ class MseLoss(LossBlock):
 
 
 class CrossEntropy(LossBlock):
-    """Cross-entropy of class scores against the true labels (classifier training)."""
+    """Cross-entropy of class scores against the true labels (classifier training), or against a teacher's
+    softened class distribution (knowledge distillation, Hinton et al. 2015).
+
+    With ``teacher_logits`` connected instead of ``label``, the loss is T² · KL(softmax(t/T) ‖ softmax(s/T))
+    of teacher scores t and student scores s at temperature T: the cross-entropy against the soft targets
+    less their (constant) entropy, so a student matching its teacher scores 0. The T² keeps the gradient's
+    size independent of T.
+    """
 
     type_name = "cross_entropy"
-    inputs = (Port("logits", "float32", ("C",), "class scores"), _LABEL)
-    params = (WEIGHT, Param("label_smoothing", "float", 0.0, low=0.0, high=1.0, doc="torch's label smoothing"))
+    inputs = (Port("logits", "float32", ("C",), "class scores"),
+              Port("label", "int64", (), "true class (hard targets)", optional=True),
+              Port("teacher_logits", "float32", ("C",), "a teacher's class scores (soft targets, distillation)",
+                   optional=True))
+    params = (WEIGHT, Param("label_smoothing", "float", 0.0, low=0.0, high=1.0, doc="torch's label smoothing"),
+              Param("temperature", "float", 1.0, low=1e-6, doc="distillation: softmax temperature T of both "
+                    "score vectors"))
+
+    def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
+        targets = [name for name in ("label", "teacher_logits") if name in input_shapes]
+        if len(targets) != 1:
+            raise PortError("input ports 'label' and 'teacher_logits': connect exactly one (the targets), "
+                            f"got {' and '.join(targets) or 'neither'}")
+        return super().infer_shapes(input_shapes)  # binds C: the teacher's classes must be the student's
 
     def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
-        return F.cross_entropy(inputs["logits"].float(), inputs["label"], label_smoothing=self.p.label_smoothing)
+        logits = inputs["logits"].float()
+        if "label" in inputs:
+            return F.cross_entropy(logits, inputs["label"], label_smoothing=self.p.label_smoothing)
+        t = self.p.temperature
+        return F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(inputs["teacher_logits"].float() / t, dim=1),
+                        log_target=True, reduction="batchmean") * t * t
 
 
 class _FrozenNetworkLoss(LossBlock):

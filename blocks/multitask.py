@@ -131,6 +131,9 @@ class MultitaskEncoder(_MultitaskBlock):
         _CHECKPOINT,
         Param("snr_db", "float", 10.0, unit="dB", doc="channel Es/N0 the transmitter knows; drives the gate"),
         Param("gate", "bool", True, doc="false: send every code channel even if the codec has a gate"),
+        Param("train_gate", "bool", True,
+              doc="training: false holds the gate fixed while the encoder trains (the codec adapts to the "
+                  "code channels the gate drops)"),
         Param("constellation", "str", "qam16", choices=tuple(CONSTELLATIONS),
               doc="the link's constellation (counts symbols from bits)"),
         *_ARCHITECTURE,
@@ -142,9 +145,10 @@ class MultitaskEncoder(_MultitaskBlock):
 
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
         """``default`` and ``gate`` (its lr is scaled by ``optimizer.group_scales.gate``: the gate's few
-        weights must move by O(1) within one epoch to cross the threshold)."""
+        weights must move by O(1) within one epoch to cross the threshold); no ``gate`` group when
+        ``train_gate`` is false, so the optimiser leaves the gate as it was loaded."""
         groups = {"default": list(self.model.encoder.parameters())}
-        if self.model.gate is not None:
+        if self.model.gate is not None and self.p.train_gate:
             groups["gate"] = list(self.model.gate.parameters())
         return groups
 

@@ -73,6 +73,43 @@ def test_rate_loss_is_the_fraction_sent_or_its_capacity_price():
     assert float(rate.loss({"mask": mask, "snr_db": snr}, None)) == pytest.approx((0.5 * 1 + 1.0 * 2) / 2)
 
 
+def test_distillation_is_t_squared_kl_of_softened_scores_and_zero_for_a_matching_student():
+    from sdjscc_phy.blocks.losses import CrossEntropy
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 10, requires_grad=True), torch.randn(5, 10)
+    for t in (1.0, 4.0):
+        kd = CrossEntropy("kd", temperature=t)
+        q = torch.softmax(teacher / t, 1)
+        expected = t * t * (q * (q.log() - torch.log_softmax(student / t, 1))).sum(1).mean()
+        torch.testing.assert_close(kd.loss({"logits": student, "teacher_logits": teacher}, None), expected)
+        assert float(kd.loss({"logits": teacher, "teacher_logits": teacher}, None)) == pytest.approx(0.0, abs=1e-6)
+    kd.loss({"logits": student, "teacher_logits": teacher}, None).backward()
+    assert student.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("targets", [[], ["src.label -> ce.label", "teacher.logits -> ce.teacher_logits"]])
+def test_cross_entropy_needs_exactly_one_kind_of_target(write_flowgraph, targets):
+    lines = "\n".join(f"          - {c}" for c in targets)
+    path = write_flowgraph(f"""\
+        options: {{max_items: 10, path: torch}}
+        blocks:
+          - {{id: src, type: image_source}}
+          - {{id: student, type: classifier}}
+          - {{id: teacher, type: classifier}}
+          - {{id: ce, type: cross_entropy}}
+        connections:
+          - src.image -> student.image
+          - src.image -> teacher.image
+          - student.logits -> ce.logits
+{lines}
+        """)
+    with pytest.raises(JsccflowError) as info:
+        load_flowgraph(path)
+    (line,) = str(info.value).splitlines()
+    assert "block 'ce'" in line and "input ports 'label' and 'teacher_logits': connect exactly one" in line
+
+
 # --- model ------------------------------------------------------------------------------------
 def stepped_gate(model: MultitaskJscc) -> MultitaskJscc:
     """Gate logits 1 - a_c·relu(snr/10), a = (0, 0.5, 1, 2): 4 channels at 0 dB, 3 at 5, 2 at 10, 1 at 20."""
@@ -179,16 +216,24 @@ ARCHITECTURE = ("{code_channels: 4, width: 8, feature_dim: 6, head_width: 8, num
 def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data, device):
     d = tiny_data
     argv = ["train", str(REPO / "recipes" / "multitask_cifar10.yaml"), "--no-progress",
-            f"--set=output_dir={d['dir']}/runs", f"--set=device={device}", *data_sets(d)]
-    for stage, gated in (("multitask", "false"), ("multitask_gated", "true")):
-        argv += stage_overrides(stage, f"{d['dir']}/{stage}.pt", {"init_codec": "null", "architecture":
+            f"--set=output_dir={d['dir']}/runs", f"--set=device={device}", *data_sets(d),
+            f"--set=variables.teacher={d['clf']}"]
+    for stage, gated, init in (("multitask", "false", "null"), ("multitask_gate", "true", "null"),
+                               ("multitask_gated", "true", f"{d['dir']}/multitask_gate.pt")):
+        argv += stage_overrides(stage, f"{d['dir']}/{stage}.pt", {"init_codec": init, "architecture":
                                 ARCHITECTURE % gated}, "dec.stats_images=21")
     assert main(argv) == 0
-    gated = load_multitask(f"{d['dir']}/multitask_gated.pt")
+    gate_stage, gated = load_multitask(f"{d['dir']}/multitask_gate.pt"), load_multitask(f"{d['dir']}/multitask_gated.pt")
     assert gated.gate is not None and load_multitask(f"{d['dir']}/multitask.pt").gate is None
-    assert gated.config.num_classes == 3 and gated.metadata["recipe"]["variables"]["rate_weight"] == 0.001
-    assert {"val_accuracy", "val_psnr_db", "val_symbols_per_image", "val_loss_ce"} <= set(gated.metadata["metrics"])
+    assert gate_stage.metadata["recipe"]["variables"]["rate_weight"] == 0.001
+    assert gated.config.num_classes == 3
+    assert {"val_accuracy", "val_psnr_db", "val_symbols_per_image", "val_loss_kd"} <= set(gated.metadata["metrics"])
     assert gated.linear is not None and gated.class_bases.abs().sum() > 0  # subspaces fitted for a linear codec too
+    # the last stage keeps the gate the gate stage learned (enc.train_gate=false) and trains the encoder
+    assert torch.all(gate_stage.gate.net[2].bias != 1.0)  # moved from its fresh start by the gate stage
+    for name, value in gate_stage.gate.state_dict().items():
+        assert torch.equal(gated.gate.state_dict()[name], value), name
+    assert any(not torch.equal(a, b) for a, b in zip(gated.encoder.parameters(), gate_stage.encoder.parameters()))
 
 
 def test_cl_recipe_trains_both_stages_on_a_few_images(tiny_data):

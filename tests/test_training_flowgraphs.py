@@ -178,9 +178,15 @@ EXAMPLES = {("float32", (3, "H", "W")): lambda: torch.rand(4, 3, 32, 32),
             ("int64", ("M",)): lambda: torch.tensor([[1, 2, 3, -1]]).repeat(4, 1)}
 
 
+# optional ports a block refuses alongside another (cross_entropy: hard labels or a teacher's scores)
+EXCLUSIVE = {"cross_entropy": {"teacher_logits"}}
+
+
 def example_inputs(cls) -> dict[str, torch.Tensor]:
     inputs = {}
     for port in cls.inputs:
+        if port.name in EXCLUSIVE.get(cls.type_name, ()):
+            continue
         tensor = EXAMPLES[(port.dtype, port.shape)]()
         if port.name == "z":
             tensor = torch.nn.functional.normalize(tensor, dim=1)
