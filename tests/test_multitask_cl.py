@@ -261,6 +261,19 @@ def multitask_checkpoints(tmp_path_factory) -> dict[str, str]:
     return paths
 
 
+def test_the_training_flowgraph_starts_transmitter_and_receiver_from_init_codec(multitask_checkpoints):
+    source = load_multitask(multitask_checkpoints["gated"])
+    architecture = ("{code_channels: 4, width: 8, feature_dim: 8, head_width: 8, subspace_dim: 2, gated: true, "
+                    "classifier: subspace}")
+    fg = load_flowgraph(str(REPO / "flowgraphs" / "train" / "multitask_awgn.yaml"),
+                        [f"init_codec={multitask_checkpoints['gated']}", f"architecture={architecture}",
+                         "src.dataset=builtin", "src.split=all"])
+    for block in ("enc", "dec"):
+        state = fg.blocks[block].model.state_dict()
+        for name, value in source.state_dict().items():
+            assert torch.equal(state[name], value.float()), (block, name)
+
+
 def run_multitask(checkpoint: str, *extra: str) -> dict[str, float]:
     overrides = [f"codec={checkpoint}", "options.max_items=30", "options.batch_size=16", *extra]
     return run_flowgraph(load_flowgraph(str(REPO / "flowgraphs" / "multitask_awgn.yaml"), overrides)).metrics
