@@ -39,9 +39,9 @@ SHIPPED = {
         'stages.sdjscc.variables.gsw_mode="off"', "stages.sdjscc.variables.codec=sdjscc_nogsw_awgn")),
     "cl_awgn": ("cl_cifar10.yaml", "cl", ()),
     "multitask_awgn": ("multitask_cifar10.yaml", "multitask", ()),
-    # trained from stage multitask's export under its run name (the same bytes as multitask_awgn.pt)
+    # trained from stage multitask_gate's export under its run name
     "multitask_gated_awgn": ("multitask_cifar10.yaml", "multitask_gated", (
-        "stages.multitask_gated.variables.init_codec=../runs/wsweep/w0.003/mt.pt",)),
+        "stages.multitask_gated.variables.init_codec=../runs/gate_0.001/gate.pt",)),
     # 5 epochs, a warm restart of 2 epochs, then one of 8 from that export (docs/training.md): the last one's overrides
     "deepjscc_analog_awgn": ("deepjscc_analog_cifar10.yaml", "deepjscc_analog", (
         "stages.0.epochs=8", "stages.0.optimizer={name: Adam, lr: 0.0005}",
