@@ -18,25 +18,21 @@ from sdjscc_phy.cli.plot import plot, plot_grid
 from sdjscc_phy.cli.table import table
 from sdjscc_phy.errors import JsccflowError
 
-_COMMANDS = {"plot": plot, "table": table, "plot-grid": plot_grid}
-_OUT_OPTIONS = ("--out", "-o")
+
+def _command(name: str) -> click.Command:
+    # Imported here, not at the top: the sweep package loads torch, which `jsccflow --help` must not.
+    from sdjscc_phy.sweep.spec import FIGURE_COMMANDS
+
+    return dict(zip(FIGURE_COMMANDS, (plot, table, plot_grid), strict=True))[name]
 
 
 def _argv(spec, words: list[str]) -> list[str]:
     """The full argument list of one figure line: its input first, output paths under the results folder."""
-    name, *rest = words
-    source = spec.path if name == "plot-grid" else str(Path(spec.output) / "results.csv")
-    args = [os.path.abspath(source)]
-    after_out = False
-    for word in rest:
-        if after_out:
-            word = os.path.join(spec.output, word)
-        elif "=" in word and word.split("=", 1)[0] in _OUT_OPTIONS:
-            option, value = word.split("=", 1)
-            word = f"{option}={os.path.join(spec.output, value)}"
-        after_out = word in _OUT_OPTIONS
-        args.append(word)
-    return [*args, "--force"]
+    from sdjscc_phy.sweep.spec import map_figure_outputs
+
+    source = spec.path if words[0] == "plot-grid" else str(Path(spec.output) / "results.csv")
+    rest = map_figure_outputs(words[1:], lambda value: os.path.join(spec.output, value))
+    return [os.path.abspath(source), *rest, "--force"]
 
 
 def check_figures(spec) -> None:
@@ -44,7 +40,7 @@ def check_figures(spec) -> None:
     ``file:line:`` error per bad line."""
     problems = []
     for words, line in spec.figures:
-        command = _COMMANDS[words[0]]
+        command = _command(words[0])
         try:
             command.make_context(words[0], _argv(spec, words), resilient_parsing=False).close()
         except click.UsageError as err:
@@ -55,10 +51,13 @@ def check_figures(spec) -> None:
 
 def make_figures(spec) -> None:
     """Run every ``figures:`` line of ``spec`` on its results (each command echoes the files it writes)."""
-    for words, _ in spec.figures:
-        command = _COMMANDS[words[0]]
-        with command.make_context(words[0], _argv(spec, words)) as ctx:
-            command.invoke(ctx)
+    for words, line in spec.figures:
+        command = _command(words[0])
+        try:
+            with command.make_context(words[0], _argv(spec, words)) as ctx:
+                command.invoke(ctx)
+        except JsccflowError as err:  # e.g. a column the results lack: say which line asked for it
+            raise JsccflowError(f"{spec.path}:{line or 0}: figures: {' '.join(words)}: {err}") from None
 
 
 @click.command()

@@ -296,6 +296,26 @@ def test_bad_figure_lines_are_file_line_errors_before_any_point_runs(write_sweep
     assert (tmp_path / "done" / "ber.md").is_file() and not (tmp_path / "out").exists()
 
 
+def test_figure_outputs_stay_in_the_results_folder_and_failures_name_their_line(write_sweep, tmp_path, capsys):
+    path = write_sweep(BER_SWEEP.replace("[0, 4, 8]", "[8]") + textwrap.dedent("""\
+        figures:
+          - plot --x snr_db --y ber --out ../../climbed
+          - table --y ber --out=/tmp/elsewhere.md
+        """))
+    assert main(["sweep", path, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f"error: {path}:18: figures: 'plot --x snr_db --y ber --out ../../climbed': output "
+                      "'../../climbed' must stay inside the results folder (a relative path without '..')")
+    assert err[1].startswith(f"error: {path}:19: figures: ") and "'/tmp/elsewhere.md' must stay inside" in err[1]
+    assert not (tmp_path / "out").exists()
+    Path(path).write_text(Path(path).read_text().replace("--out ../../climbed", "--out ber")
+                          .replace("table --y ber --out=/tmp/elsewhere.md", "table --y nosuch -o t.md"))
+    assert main(["sweep", path, "--no-progress"]) == 2  # the points ran; the bad column names its line
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the points' progress lines
+    assert line.startswith(f"error: {path}:19: figures: table --y nosuch -o t.md: ") and "nosuch" in line
+    assert (tmp_path / "out" / "ber.png").is_file() and not (tmp_path / "out" / "t.md").exists()
+
+
 def test_local_process_pool_and_inline_give_identical_rows(write_sweep, tmp_path):
     path = write_sweep(BER_SWEEP.replace("[0, 4, 8]", "[4]"))
     run_sweep(load_sweep(path), progress=False)

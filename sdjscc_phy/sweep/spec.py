@@ -68,8 +68,10 @@ TOP_LEVEL: tuple[Param, ...] = (
     Param("figures", "list[str]", None, nullable=True,
           doc="jsccflow plot / table / plot-grid command lines that make the figures (jsccflow figures)"),
 )
-#: The commands a ``figures:`` line may run.
+#: The commands a ``figures:`` line may run, and their options that name output files (relative to the
+#: sweep's results folder).
 FIGURE_COMMANDS = ("plot", "table", "plot-grid")
+FIGURE_OUT_OPTIONS = ("--out", "-o")
 METHOD: tuple[Param, ...] = (
     Param("flowgraph", "path", doc="the flowgraph file (may use ${VAR})"),
     Param("set", "mapping", None, nullable=True, doc="overrides of this method's points"),
@@ -204,8 +206,34 @@ def _figure_lines(given: Any, figures: list[str] | None, errors: ErrorLines) -> 
         if not words or words[0] not in FIGURE_COMMANDS:
             errors.add(f"figures: {brief(text)}: must start with one of {', '.join(FIGURE_COMMANDS)}", line)
             continue
+        outside = [path for path in _figure_outputs(words) if Path(path).is_absolute() or ".." in Path(path).parts]
+        if outside:
+            errors.add(f"figures: {brief(text)}: output '{outside[0]}' must stay inside the results folder "
+                       "(a relative path without '..')", line)
+            continue
         lines.append((words, line))
     return lines
+
+
+def _figure_outputs(words: list[str]) -> list[str]:
+    found: list[str] = []
+    map_figure_outputs(words, lambda path: found.append(path) or path)
+    return found
+
+
+def map_figure_outputs(words: list[str], change) -> list[str]:
+    """``words`` of a figure line with each output path (the value of ``--out``/``-o``, also written
+    ``--out=PATH``) replaced by ``change(path)``."""
+    mapped, after_out = [], False
+    for word in words:
+        option, eq, value = word.partition("=")
+        if after_out:
+            word = change(word)
+        elif eq and option in FIGURE_OUT_OPTIONS:
+            word = f"{option}={change(value)}"
+        after_out = word in FIGURE_OUT_OPTIONS
+        mapped.append(word)
+    return mapped
 
 
 # -- the grid ----------------------------------------------------------------------------------------
