@@ -176,6 +176,26 @@ def test_retrained_checkpoint_or_edited_flowgraph_reruns_the_points_that_read_it
     assert (lambda s: (s.skipped, s.ran))(run_sweep(load_sweep(path), progress=False)) == (3, 0)
 
 
+def test_checkpoint_files_and_path_variables_resolve_against_the_sweep_file(write_sweep, tmp_path, monkeypatch):
+    """As in recipes: a string written as a path is relative to the file that says it, not to the working
+    directory; a bare name stays a shipped checkpoint's name."""
+    (tmp_path / "sweeps").mkdir()
+    path = write_sweep(f"""\
+        methods:
+          m: {{flowgraph: {REPO / "flowgraphs" / "multitask_awgn.yaml"},
+              set: {{codec: ../ckpt/mt.pt, src.limit: 4}}}}
+          n: {{flowgraph: {REPO / "flowgraphs" / "sdjscc_awgn.yaml"},
+              set: {{enc.checkpoint: ~/a.pt, dec.checkpoint: ../ckpt/b.pt, task.checkpoint: classifier_cifar10}}}}
+        grid: {{product: {{snr_db: [5]}}}}
+        """, name="sweeps/s.yaml")
+    monkeypatch.chdir(tmp_path / "sweeps")  # the working directory plays no part
+    overrides = {p.method: p.overrides for p in load_sweep(path).points}
+    assert f"codec={tmp_path / 'ckpt' / 'mt.pt'}" in overrides["m"]
+    assert f"dec.checkpoint={tmp_path / 'ckpt' / 'b.pt'}" in overrides["n"]
+    assert f"enc.checkpoint={Path('~/a.pt').expanduser()}" in overrides["n"]
+    assert "task.checkpoint=classifier_cifar10" in overrides["n"]
+
+
 def test_sweep_file_errors_are_one_line_each_with_file_and_line_and_exit_2(write_sweep, tmp_path, capsys):
     path = write_sweep(f"""\
         output: out

@@ -53,7 +53,7 @@ from sdjscc_phy.core.registry import get_block_class
 from sdjscc_phy.core.yaml_lines import ErrorLines, LineDict, LineList, brief, load_yaml_with_lines, source_line
 from sdjscc_phy.errors import FlowgraphError, JsccflowError
 from sdjscc_phy.io.paths import is_file, name_problem
-from sdjscc_phy.training.recipe import resolve_path
+from sdjscc_phy.training.recipe import resolve_path, written_as_path
 
 FORMAT_VERSION = 1
 TOP_LEVEL: tuple[Param, ...] = (
@@ -344,7 +344,7 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
                 known = ", ".join(fg_vars) or "none"
                 errors.add(f"grid variable '{column}': not a variable of {fg_text} ({known}), not ID.PARAM or "
                            f"options.KEY, and not used as ${column} by {where}", sweep.column_lines.get(column, line))
-        overrides = tuple(f"{k}={_yaml_value(_resolve_path_param(k, v, block_types, base))}"
+        overrides = tuple(f"{k}={_yaml_value(_resolve_path_param(k, v, block_types, fg_vars, base))}"
                           for k, v in assigned.items())
         key = point_key(name, fg_text, tuple(f"{k}={_yaml_value(v)}" for k, v in assigned.items()), trained, values)
         sinks = tuple(block_id for block_id, kind in block_types.items() if kind == ITEM_SINK_TYPE)
@@ -407,16 +407,23 @@ def _flowgraph_outline(path: str) -> tuple[list[str], dict[str, str]]:
     return (list(variables) if isinstance(variables, dict) else []), types
 
 
-def _resolve_path_param(key: str, value: Any, block_types: dict, base: Path) -> Any:
-    """Relative values of ``path``-typed block parameters resolve against the sweep file's folder."""
+def _resolve_path_param(key: str, value: Any, block_types: dict, fg_vars: list, base: Path) -> Any:
+    """Relative paths resolve against the sweep file's folder: values of ``path``-typed block parameters,
+    and strings written as paths (a '/' or a leading '~', as in recipes) given to text parameters or to
+    flowgraph variables: a checkpoint file, where a bare name is a shipped checkpoint."""
+    if not isinstance(value, str) or not value:
+        return value
     block_id, dot, param = key.partition(".")
-    if not dot or not isinstance(value, str) or not value or block_id not in block_types:
+    if not dot:
+        return resolve_path(value, base) if key in fg_vars and written_as_path(value) else value
+    if block_id not in block_types:
         return value
     try:
         cls = get_block_class(block_types[block_id])
     except JsccflowError:
         return value
-    if any(p.name == param and p.type == "path" for p in cls.params):
+    kind = next((p.type for p in cls.params if p.name == param), None)
+    if kind == "path" or (kind == "str" and written_as_path(value)):
         return resolve_path(value, base)
     return value
 

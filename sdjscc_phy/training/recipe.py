@@ -231,8 +231,13 @@ def _variable_value(value, base: Path, exports: set[str]):
     if not isinstance(value, str):
         return value
     resolved = resolve_path(value, base)
-    written_as_path = any(sep and sep in value for sep in ("/", os.sep, os.altsep)) or value.startswith("~")
-    return resolved if written_as_path or resolved in exports else value
+    return resolved if written_as_path(value) or resolved in exports else value
+
+
+def written_as_path(value) -> bool:
+    """A string with a path separator or a leading '~': a file, not a name (of a shipped checkpoint, a mode)."""
+    return isinstance(value, str) and (any(sep and sep in value for sep in ("/", os.sep, os.altsep))
+                                       or value.startswith("~"))
 
 
 def _check_optimisation(stage: dict, where: str, given: dict, errors: ErrorLines) -> None:
