@@ -96,3 +96,16 @@ def test_plot_names_methods_by_the_sweep_files_labels(results_csv, tmp_path):
     assert main(["plot", str(results_csv), "--x", "snr_db", "--label", "deepjscc=deep JSCC", "--out", str(out)]) == 0
     svg = (tmp_path / "acc.svg").read_text()
     assert "SD-JSCC" in svg and "deep JSCC" in svg and "deepjscc" not in svg
+
+
+def test_more_lines_than_colours_differ_by_marker(tmp_path, monkeypatch):
+    from sdjscc_phy.plots import lines
+
+    figures = []
+    monkeypatch.setattr(lines.plt, "close", figures.append)
+    colours = len(lines.plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    rows = [{"method": f"m{i}", "psnr_db": 14.0 + i / 10, "items": 10, "accuracy": 0.3, "accuracy_se": 0.01}
+            for i in range(colours + 2)]
+    lines.plot_lines(rows, "psnr_db", "accuracy", out=str(tmp_path / "many"))
+    styles = [(line.get_color(), line.get_marker()) for line in (c.lines[0] for c in figures[0].axes[0].containers)]
+    assert len(styles) == colours + 2 and len(set(styles)) == len(styles)

@@ -34,6 +34,7 @@ LABELS = {
     "ch.ebno_db": "E$_b$/N$_0$ per information bit (dB)",
 }
 LOG_Y = ("ber", "bler", "ldpc_bler")  # error rates: a log y axis by default
+LINE_MARKERS = ("o", "s", "^", "D", "v")  # one per pass through the colour cycle
 
 
 def axis_label(column: str) -> str:
@@ -85,12 +86,14 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
             dropped += len(group) - len(kept)
             lines[label] = kept
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for label, group in lines.items():
+    # More lines than colours: each pass through the colour cycle gets its own marker, so no two lines look alike.
+    colours = len(plt.rcParams["axes.prop_cycle"].by_key().get("color", [None]))
+    for index, (label, group) in enumerate(lines.items()):
         group.sort(key=lambda r: r[x])
         se = [scale * r[f"{y}_se"] if isinstance(r.get(f"{y}_se"), (int, float)) else math.nan for r in group]
         ax.errorbar([r[x] for r in group], [scale * r[y] for r in group],
                     yerr=None if all(math.isnan(s) for s in se) else se,
-                    marker="o", markersize=4, capsize=3,
+                    marker=LINE_MARKERS[index // colours % len(LINE_MARKERS)], markersize=4, capsize=3,
                     label=", ".join(str((labels or {}).get(str(v), v)) for v in label))
     if log_x:
         ax.set_xscale("log")
