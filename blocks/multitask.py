@@ -55,10 +55,10 @@ class _MultitaskBlock(Block):
         if unknown:
             return [f"parameter 'architecture': unknown field '{unknown[0]}' "
                     f"(fields: {', '.join(multitask.MultitaskConfig.__dataclass_fields__)})"]
-        classifier = self.p.architecture.get("classifier", "subspace")
-        if classifier not in MULTITASK_CLASSIFIERS:
-            return [f"parameter 'architecture': classifier '{classifier}' is not one of "
-                    f"{', '.join(MULTITASK_CLASSIFIERS)}"]
+        try:
+            multitask.MultitaskConfig(**self.p.architecture)
+        except (TypeError, ValueError) as err:  # a field's value out of its choices (classifier, gate)
+            return [f"parameter 'architecture': {err}"]
         return []
 
     @cached_property

@@ -150,6 +150,35 @@ def test_erased_bits_read_as_p1_one_half_and_gradients_reach_the_gate():
     assert model.gate.net[2].bias.grad.abs().sum() > 0
 
 
+def test_threshold_gate_sends_fewer_channels_as_the_snr_rises_and_learns_its_thresholds():
+    torch.manual_seed(0)
+    model = MultitaskJscc(MultitaskConfig(code_channels=4, width=8, feature_dim=8, head_width=8, subspace_dim=2,
+                                          gated=True, gate_kind="threshold"))
+    snr = torch.linspace(0.0, 20.0, 81)
+    assert torch.all(model.channel_mask(snr, 81) == 1)  # starts above the training range: all sent
+    with torch.no_grad():
+        model.gate.threshold.copy_(torch.tensor([0.5, 1.0, 1.5, 3.0]))  # 5, 10, 15, 30 dB
+    sent = model.channel_mask(torch.tensor([0.0, 7.0, 12.0, 20.0]), 4).sum(1)
+    assert sent.tolist() == [4.0, 3.0, 2.0, 1.0]
+    with torch.no_grad():
+        model.gate.threshold.copy_(torch.rand(4) * 2.0)
+    counts = model.channel_mask(snr, 81).sum(1)
+    assert torch.all(counts[1:] <= counts[:-1])  # monotone for any thresholds
+    model.channel_mask(torch.tensor([9.0]), 1).sum().backward()
+    assert model.gate.threshold.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("field", ["gate_kind: monotone", "classifier: knn"])
+def test_a_bad_architecture_choice_is_one_error_line(field, tmp_path, capsys):
+    flowgraph = tmp_path / "mt.yaml"
+    flowgraph.write_text((REPO / "flowgraphs" / "multitask_awgn.yaml").read_text().replace(
+        "params: {checkpoint: $codec, snr_db: $snr_db, constellation: qam16}",
+        "params: {checkpoint: null, architecture: {gated: true, " + field + "}, snr_db: $snr_db, constellation: qam16}"))
+    assert main(["run", str(flowgraph)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'enc'" in err and field.split(":")[0] in err and "Traceback" not in err
+
+
 def test_nearest_class_subspace_classifies_features_in_their_class_subspace():
     model = MultitaskJscc(MultitaskConfig(feature_dim=4, num_classes=2, subspace_dim=2))
     torch.manual_seed(0)

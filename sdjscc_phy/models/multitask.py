@@ -20,8 +20,11 @@ Only the paper's abstract was at hand; the design choices made here (also in doc
   from the training range; class scores (``logits``) are −‖z − U_j U_jᵀ z‖², the negative squared residual,
   so argmax is the nearest subspace. The bases (and class means) are buffers of the exported checkpoint;
   they are fitted for a ``linear`` model too, so both receivers can read the same code.
-- **Gate.** An MLP (1 → ``gate_hidden`` → code channels) of the SNR in dB (divided by 10) gives one logit
-  per code channel; the mask is hard (logit > 0) with a straight-through sigmoid gradient. The gate sees
+- **Gate.** One logit per code channel from the SNR; the mask is hard (logit > 0) with a straight-through
+  sigmoid gradient. ``gate_kind: mlp``: an MLP (1 → ``gate_hidden`` → code channels) of the SNR in dB (divided by
+  10), free to send any set of channels at any SNR. ``gate_kind: threshold``: channel k is sent while the SNR is
+  below a learned threshold t_k (logit (t_k − SNR) / 2 dB), so fewer symbols are sent as the SNR rises, by
+  construction; every threshold starts at 25 dB (all channels sent over 0–20 dB). The gate sees
   the SNR only, not the code (so the transmitter needs the SNR: it is assumed known at the transmitter,
   e.g. fed back). A masked channel is not transmitted: its 64 bits = 16 symbols are erased at the
   receiver (P(b=1) = 0.5, i.e. 0 at the decoder's input); sent symbols keep Es = 1 (no power boost).
@@ -37,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdjscc_phy.models import MULTITASK_CLASSIFIERS
+from sdjscc_phy.models import MULTITASK_CLASSIFIERS, MULTITASK_GATES
 from sdjscc_phy.models.checkpoints import load_export
 from sdjscc_phy.models.jscc import DOWNSAMPLING, JsccConfig, JsccDecoder, JsccEncoder
 
@@ -59,10 +62,13 @@ class MultitaskConfig:
     gated: bool = False
     gate_hidden: int = 16
     classifier: str = "subspace"
+    gate_kind: str = "mlp"
 
     def __post_init__(self):
         if self.classifier not in MULTITASK_CLASSIFIERS:
             raise ValueError(f"classifier '{self.classifier}' is not one of {', '.join(MULTITASK_CLASSIFIERS)}")
+        if self.gate_kind not in MULTITASK_GATES:
+            raise ValueError(f"gate_kind '{self.gate_kind}' is not one of {', '.join(MULTITASK_GATES)}")
 
     @property
     def codec(self) -> JsccConfig:
@@ -86,8 +92,15 @@ class FeatureHead(nn.Module):
         return self.net(grid * 2.0 - 1.0)
 
 
+def straight_through_mask(logits: torch.Tensor) -> torch.Tensor:
+    """Hard 0/1 (logit > 0) forward, the sigmoid's gradient backward."""
+    soft = torch.sigmoid(logits)
+    hard = (soft > 0.5).to(soft.dtype)
+    return soft + (hard - soft).detach()
+
+
 class SnrGate(nn.Module):
-    """SNR (dB) ``[B]`` -> hard 0/1 mask over code channels ``[B, C]`` with a straight-through gradient."""
+    """SNR (dB) ``[B]`` -> hard 0/1 mask over code channels ``[B, C]``: an MLP of the SNR."""
 
     def __init__(self, config: MultitaskConfig):
         super().__init__()
@@ -97,9 +110,24 @@ class SnrGate(nn.Module):
             self.net[-1].bias.fill_(1.0)
 
     def forward(self, snr_db: torch.Tensor) -> torch.Tensor:
-        soft = torch.sigmoid(self.net(snr_db.float().reshape(-1, 1) / 10.0))
-        hard = (soft > 0.5).to(soft.dtype)
-        return soft + (hard - soft).detach()
+        return straight_through_mask(self.net(snr_db.float().reshape(-1, 1) / 10.0))
+
+
+class ThresholdGate(nn.Module):
+    """SNR (dB) ``[B]`` -> hard 0/1 mask ``[B, C]``: channel k is sent while the SNR is below its threshold.
+
+    The thresholds are stored in units of 10 dB, as the MLP gate reads the SNR: one Adam step moves a
+    threshold by 10 x the learning rate in dB, so the gate's learning-rate scale means the same for both."""
+
+    START_DB = 25.0  # above the 0-20 dB training range: every channel sent at first
+    SOFTNESS_DB = 2.0  # width of the sigmoid that carries the gradient
+
+    def __init__(self, config: MultitaskConfig):
+        super().__init__()
+        self.threshold = nn.Parameter(torch.full((config.code_channels,), self.START_DB / 10.0))
+
+    def forward(self, snr_db: torch.Tensor) -> torch.Tensor:
+        return straight_through_mask((10.0 * self.threshold - snr_db.float().reshape(-1, 1)) / self.SOFTNESS_DB)
 
 
 class MultitaskJscc(nn.Module):
@@ -111,7 +139,7 @@ class MultitaskJscc(nn.Module):
         self.encoder = JsccEncoder(config.codec)
         self.decoder = JsccDecoder(config.codec)
         self.head = FeatureHead(config)
-        self.gate = SnrGate(config) if config.gated else None
+        self.gate = ({"mlp": SnrGate, "threshold": ThresholdGate}[config.gate_kind](config)) if config.gated else None
         k, d = config.num_classes, config.feature_dim
         self.linear = nn.Linear(d, k) if config.classifier == "linear" else None
         self.register_buffer("class_bases", torch.zeros(k, d, config.subspace_dim))
