@@ -38,8 +38,13 @@ SHIPPED = {
     "sdjscc_nogsw_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + (
         'stages.sdjscc.variables.gsw_mode="off"', "stages.sdjscc.variables.codec=sdjscc_nogsw_awgn")),
     "cl_awgn": ("cl_cifar10.yaml", "cl", ()),
-    "multitask_awgn": ("multitask_cifar10.yaml", "multitask", ()),
-    # trained from stage multitask_gate's export under its run name
+    # stage multitask (3 epochs, KD weight 0.003), 6 more at 0.01, 6 at 0.1, then the 6 at 1.0 recorded
+    # here (recipes/multitask_cifar10.yaml gives the commands)
+    "multitask_awgn": ("multitask_cifar10.yaml", "multitask", (
+        "stages.multitask.epochs=6", "stages.multitask.variables.init_codec=../runs/multitask_kd0.1/mt.pt",
+        "variables.kd_weight=1.0")),
+    # trained from stage multitask_gate's export under its run name, from the previous multitask_awgn (the
+    # recipe's first stage alone)
     "multitask_gated_awgn": ("multitask_cifar10.yaml", "multitask_gated", (
         "stages.multitask_gated.variables.init_codec=../runs/gate_0.001/gate.pt",)),
     # 5 epochs, a warm restart of 2 epochs, then one of 8 from that export (docs/training.md): the last one's overrides
