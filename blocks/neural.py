@@ -22,7 +22,7 @@ from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
 from sdjscc_phy.errors import CheckpointError, PortError, RecipeError
 from sdjscc_phy.lazy import lazy_import
-from sdjscc_phy.models import CLASSIFIER_ARCHITECTURES, DOWNSAMPLING
+from sdjscc_phy.models import CLASSIFIER_ARCHITECTURES, DOWNSAMPLING, JSCC_NONLINEARITIES
 
 if TYPE_CHECKING:
     from sdjscc_phy.models.classifier import CifarClassifier, VggClassifier
@@ -46,8 +46,10 @@ _ARCHITECTURE = (
           doc="the encoder's sigmoid reads logit_scale x its logits (overrides the checkpoint's)"),
     Param("analog", "bool", None, nullable=True,
           doc="fresh codec: linear encoder head and real-valued decoder input (power_normalizer, no binarizer)"),
+    Param("nonlinearity", "str", None, choices=JSCC_NONLINEARITIES, nullable=True,
+          doc="fresh codec: activation after the stage convolutions (gdn: GDN / inverse GDN, then PReLU)"),
 )
-_WEIGHT_SHAPED = ("code_channels", "width", "num_res_blocks", "analog")
+_WEIGHT_SHAPED = ("code_channels", "width", "num_res_blocks", "analog", "nonlinearity")
 
 
 def image_size_of_code(num_bits: int, code_channels: int, height: int | None) -> tuple[int, int]:

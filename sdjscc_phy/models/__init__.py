@@ -19,6 +19,9 @@ FEATURE_LAYERS = ("stem", "block1", "block2", "block3", "pool", "logits")
 #: Architectures of a fresh classifier block: the airbench-style task network, and a VGG-style network
 #: that serves as the unseen receiver. Here for the same reason as DOWNSAMPLING.
 CLASSIFIER_ARCHITECTURES = ("airbench", "vgg")
+#: Activations after the JSCC codec's stage convolutions: PReLU, or GDN in the encoder and inverse GDN in
+#: the decoder, each followed by PReLU (Balle et al. 2016, as in ADJSCC). Here for the same reason as DOWNSAMPLING.
+JSCC_NONLINEARITIES = ("prelu", "gdn")
 GSW_MODES = ("paper", "true_class", "predicted_class", "magnitude", "off")
 
 #: The multi-task codec's receivers of the received features: nearest class subspace (the paper's, MCR²

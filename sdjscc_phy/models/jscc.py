@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from sdjscc_phy.errors import ParameterError
-from sdjscc_phy.models import DOWNSAMPLING
+from sdjscc_phy.models import DOWNSAMPLING, JSCC_NONLINEARITIES
 from sdjscc_phy.models.checkpoints import load_export
+from sdjscc_phy.models.gdn import GDN
 
 
 def code_channels_for_bpp(bpp: float) -> int:
@@ -39,6 +40,10 @@ class JsccConfig:
 
     ``analog``: linear encoder head (real values, no binarizer) and a decoder that reads the received
     real values as they are (a digital decoder reads 2 P(b=1) - 1).
+
+    ``nonlinearity``: the activation after each stage convolution (not inside residual blocks): ``prelu``,
+    or ``gdn``: GDN then PReLU in the encoder, inverse GDN then PReLU in the decoder (as in ADJSCC).
+    Checkpoints written before the option existed have no such key and load as ``prelu``.
     """
 
     code_channels: int = 4
@@ -46,11 +51,15 @@ class JsccConfig:
     num_res_blocks: int = 1
     logit_scale: float = 1.0
     analog: bool = False
+    nonlinearity: str = "prelu"
 
     def __post_init__(self):
         scale = self.logit_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
             raise ParameterError(f"model.logit_scale must be a number > 0; got {scale!r}")
+        if self.nonlinearity not in JSCC_NONLINEARITIES:
+            raise ParameterError(f"model.nonlinearity must be one of ({', '.join(JSCC_NONLINEARITIES)}); "
+                                 f"got {self.nonlinearity!r}")
 
 
 class ResidualBlock(nn.Module):
@@ -71,9 +80,16 @@ def _res_stack(channels: int, count: int) -> list[nn.Module]:
     return [ResidualBlock(channels) for _ in range(count)]
 
 
-def _upsample(c_in: int, c_out: int) -> list[nn.Module]:
+def _activation(channels: int, nonlinearity: str, inverse: bool) -> nn.Module:
+    """The activation after a stage convolution; a bare PReLU keeps the state-dict keys of older checkpoints."""
+    if nonlinearity == "gdn":
+        return nn.Sequential(GDN(channels, inverse=inverse), nn.PReLU(channels))
+    return nn.PReLU(channels)
+
+
+def _upsample(c_in: int, c_out: int, nonlinearity: str) -> list[nn.Module]:
     """x2 upsampling: conv to 4 c_out channels, then pixel shuffle."""
-    return [nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(c_out)]
+    return [nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2), _activation(c_out, nonlinearity, True)]
 
 
 class JsccEncoder(nn.Module):
@@ -81,12 +97,12 @@ class JsccEncoder(nn.Module):
 
     def __init__(self, config: JsccConfig):
         super().__init__()
-        w, r = config.width, config.num_res_blocks
+        w, r, act = config.width, config.num_res_blocks, config.nonlinearity
         self.logit_scale = config.logit_scale
         self.analog = config.analog
         self.net = nn.Sequential(
-            nn.Conv2d(3, w // 2, 5, stride=2, padding=2), nn.PReLU(w // 2), *_res_stack(w // 2, r),
-            nn.Conv2d(w // 2, w, 5, stride=2, padding=2), nn.PReLU(w), *_res_stack(w, r),
+            nn.Conv2d(3, w // 2, 5, stride=2, padding=2), _activation(w // 2, act, False), *_res_stack(w // 2, r),
+            nn.Conv2d(w // 2, w, 5, stride=2, padding=2), _activation(w, act, False), *_res_stack(w, r),
             nn.Conv2d(w, config.code_channels, 3, padding=1),
         )
 
@@ -100,13 +116,13 @@ class JsccDecoder(nn.Module):
 
     def __init__(self, config: JsccConfig):
         super().__init__()
-        w, r = config.width, config.num_res_blocks
+        w, r, act = config.width, config.num_res_blocks, config.nonlinearity
         self.code_channels = config.code_channels
         self.analog = config.analog
         self.net = nn.Sequential(
-            nn.Conv2d(config.code_channels, w, 3, padding=1), nn.PReLU(w), *_res_stack(w, r),
-            *_upsample(w, w // 2), *_res_stack(w // 2, r),
-            *_upsample(w // 2, w // 4),
+            nn.Conv2d(config.code_channels, w, 3, padding=1), _activation(w, act, True), *_res_stack(w, r),
+            *_upsample(w, w // 2, act), *_res_stack(w // 2, r),
+            *_upsample(w // 2, w // 4, act),
             nn.Conv2d(w // 4, 3, 3, padding=1),
         )
 
