@@ -173,6 +173,15 @@ def test_logit_scale_is_stored_with_the_codec_and_checked(recipe_path):
         load_recipe(recipe_path, ["stages.mse.set=enc.logit_scale=0"], check_flowgraphs=True)
 
 
+def test_a_fresh_gdn_codec_trains_and_exports_its_nonlinearity(recipe_path):
+    gdn = ["stages.mse.set=enc.nonlinearity=gdn", "stages.mse.set=dec.nonlinearity=gdn"]
+    recipe = load_recipe(recipe_path, gdn)
+    Trainer({**recipe, "stages": recipe["stages"][:1]}, progress=False).run()
+    assert load_codec(str(recipe_path.parent / "export" / "mse.pt")).config.nonlinearity == "gdn"
+    with pytest.raises(RecipeError, match="block 'dec': parameter 'nonlinearity': must be one of"):
+        load_recipe(recipe_path, ["stages.mse.set=dec.nonlinearity=GDN"], check_flowgraphs=True)
+
+
 @pytest.mark.parametrize("flowgraph, loss", [("sdjscc_awgn.yaml", "semantic"), ("cl_awgn.yaml", "cl")])
 def test_no_loss_reads_the_unseen_vgg_classifier(recipe_path, flowgraph, loss):
     """The VGG-style classifier is the unseen receiver: a loss naming it is a one-line validation error."""
