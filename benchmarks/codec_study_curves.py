@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sdjscc_phy.models.jscc import load_codec
 
-VARIANTS = ("baseline", "gdn", "deep", "wide", "logit_scale")
+VARIANTS = ("baseline", "gdn", "deep", "wide", "wide_gdn", "logit_scale")
 COLUMNS = ("method", "epoch", "seed", "items", "psnr_db", "psnr_db_se", "epoch_time_s")
 
 
