@@ -155,7 +155,8 @@ def test_threshold_gate_sends_fewer_channels_as_the_snr_rises_and_learns_its_thr
     model = MultitaskJscc(MultitaskConfig(code_channels=4, width=8, feature_dim=8, head_width=8, subspace_dim=2,
                                           gated=True, gate_kind="threshold"))
     snr = torch.linspace(0.0, 20.0, 81)
-    assert torch.all(model.channel_mask(snr, 81) == 1)  # starts above the training range: all sent
+    start = model.channel_mask(torch.tensor([0.0, 14.0, 19.0, 24.0]), 4).sum(1)
+    assert start.tolist() == [4.0, 3.0, 2.0, 1.0]  # thresholds start apart: 12.5, 17.5, 22.5, 27.5 dB
     with torch.no_grad():
         model.gate.threshold.copy_(torch.tensor([0.5, 1.0, 1.5, 3.0]))  # 5, 10, 15, 30 dB
     sent = model.channel_mask(torch.tensor([0.0, 7.0, 12.0, 20.0]), 4).sum(1)

@@ -24,7 +24,7 @@ Only the paper's abstract was at hand; the design choices made here (also in doc
   sigmoid gradient. ``gate_kind: mlp``: an MLP (1 → ``gate_hidden`` → code channels) of the SNR in dB (divided by
   10), free to send any set of channels at any SNR. ``gate_kind: threshold``: channel k is sent while the SNR is
   below a learned threshold t_k (logit (t_k − SNR) / 2 dB), so fewer symbols are sent as the SNR rises, by
-  construction; every threshold starts at 25 dB (all channels sent over 0–20 dB). The gate sees
+  construction; the thresholds start apart, 12.5 to 27.5 dB. The gate sees
   the SNR only, not the code (so the transmitter needs the SNR: it is assumed known at the transmitter,
   e.g. fed back). A masked channel is not transmitted: its 64 bits = 16 symbols are erased at the
   receiver (P(b=1) = 0.5, i.e. 0 at the decoder's input); sent symbols keep Es = 1 (no power boost).
@@ -119,12 +119,14 @@ class ThresholdGate(nn.Module):
     The thresholds are stored in units of 10 dB, as the MLP gate reads the SNR: one Adam step moves a
     threshold by 10 x the learning rate in dB, so the gate's learning-rate scale means the same for both."""
 
-    START_DB = 25.0  # above the 0-20 dB training range: every channel sent at first
+    # Thresholds start apart, 12.5 to 27.5 dB: started equal, they receive equal gradients and Adam moves
+    # them together (one cliff instead of a channel at a time).
+    START_DB = (12.5, 27.5)
     SOFTNESS_DB = 2.0  # width of the sigmoid that carries the gradient
 
     def __init__(self, config: MultitaskConfig):
         super().__init__()
-        self.threshold = nn.Parameter(torch.full((config.code_channels,), self.START_DB / 10.0))
+        self.threshold = nn.Parameter(torch.linspace(*self.START_DB, config.code_channels) / 10.0)
 
     def forward(self, snr_db: torch.Tensor) -> torch.Tensor:
         return straight_through_mask((10.0 * self.threshold - snr_db.float().reshape(-1, 1)) / self.SOFTNESS_DB)
