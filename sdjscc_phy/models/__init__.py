@@ -27,5 +27,6 @@ GSW_MODES = ("paper", "true_class", "predicted_class", "magnitude", "off")
 #: The multi-task codec's receivers of the received features: nearest class subspace (the paper's, MCR²
 #: features) or a linear layer trained with cross-entropy. Here for the same reason as DOWNSAMPLING.
 MULTITASK_CLASSIFIERS = ("subspace", "linear")
-# the SNR gate of a gated multi-task codec: an MLP of the SNR, or one learned SNR threshold per code channel
+#: The SNR gate of a gated multi-task codec: an MLP of the SNR, or one learned SNR threshold per code channel
+#: (sent while the SNR is below it). Here for the same reason as DOWNSAMPLING.
 MULTITASK_GATES = ("mlp", "threshold")
