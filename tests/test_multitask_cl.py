@@ -338,3 +338,10 @@ def test_cl_flowgraph_runs_with_given_checkpoints(tmp_path):
                  f"task.checkpoint={tmp_path / 'clf.pt'}", "options.max_items=20", "options.batch_size=10"]
     metrics = run_flowgraph(load_flowgraph(str(REPO / "flowgraphs" / "cl_awgn.yaml"), overrides)).metrics
     assert metrics["bpp"] == 0.25 and {"accuracy", "f1_macro", "psnr_db", "ssim"} <= set(metrics)
+
+
+def test_every_declared_gate_kind_has_a_module():
+    from sdjscc_phy.models import MULTITASK_GATES
+    from sdjscc_phy.models.multitask import GATES
+
+    assert tuple(GATES) == MULTITASK_GATES

@@ -132,6 +132,9 @@ class ThresholdGate(nn.Module):
         return straight_through_mask((10.0 * self.threshold - snr_db.float().reshape(-1, 1)) / self.SOFTNESS_DB)
 
 
+#: gate_kind -> the gate's module (the names are MULTITASK_GATES)
+GATES = {"mlp": SnrGate, "threshold": ThresholdGate}
+
 class MultitaskJscc(nn.Module):
     """Encoder, decoder, feature head, optional gate and the class subspaces of one multi-task codec."""
 
@@ -141,7 +144,7 @@ class MultitaskJscc(nn.Module):
         self.encoder = JsccEncoder(config.codec)
         self.decoder = JsccDecoder(config.codec)
         self.head = FeatureHead(config)
-        self.gate = ({"mlp": SnrGate, "threshold": ThresholdGate}[config.gate_kind](config)) if config.gated else None
+        self.gate = GATES[config.gate_kind](config) if config.gated else None
         k, d = config.num_classes, config.feature_dim
         self.linear = nn.Linear(d, k) if config.classifier == "linear" else None
         self.register_buffer("class_bases", torch.zeros(k, d, config.subspace_dim))

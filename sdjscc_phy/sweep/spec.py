@@ -344,7 +344,7 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
                 known = ", ".join(fg_vars) or "none"
                 errors.add(f"grid variable '{column}': not a variable of {fg_text} ({known}), not ID.PARAM or "
                            f"options.KEY, and not used as ${column} by {where}", sweep.column_lines.get(column, line))
-        overrides = tuple(f"{k}={_yaml_value(_resolve_path_param(k, v, block_types, fg_vars, base))}"
+        overrides = tuple(f"{k}={_yaml_value(_resolve_paths(k, v, block_types, fg_vars, base))}"
                           for k, v in assigned.items())
         key = point_key(name, fg_text, tuple(f"{k}={_yaml_value(v)}" for k, v in assigned.items()), trained, values)
         sinks = tuple(block_id for block_id, kind in block_types.items() if kind == ITEM_SINK_TYPE)
@@ -407,7 +407,7 @@ def _flowgraph_outline(path: str) -> tuple[list[str], dict[str, str]]:
     return (list(variables) if isinstance(variables, dict) else []), types
 
 
-def _resolve_path_param(key: str, value: Any, block_types: dict, fg_vars: list, base: Path) -> Any:
+def _resolve_paths(key: str, value: Any, block_types: dict, fg_vars: list, base: Path) -> Any:
     """Relative paths resolve against the sweep file's folder: values of ``path``-typed block parameters,
     and strings written as paths (a '/' or a leading '~', as in recipes) given to text parameters or to
     flowgraph variables: a checkpoint file, where a bare name is a shipped checkpoint."""
