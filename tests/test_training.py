@@ -380,6 +380,20 @@ def test_override_of_an_aliased_section_changes_one_stage_only(tmp_path):
     assert [s["variables"]["label_smoothing"] for s in loaded["stages"]] == [0.1, 0.3]
 
 
+def test_only_the_stages_a_training_runs_are_checked_as_training_graphs(tmp_path):
+    """Stage b's flowgraph override is broken; training stage a alone (--stage a) does not check it."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "output_dir: out\n"
+        "stages:\n"
+        f"  - {{name: a, flowgraph: {CLASSIFIER_FLOWGRAPH}, train: [clf]}}\n"
+        f"  - {{name: b, flowgraph: {CLASSIFIER_FLOWGRAPH}, train: [clf], set: [clf.nosuch=1]}}\n"
+    )
+    with pytest.raises(RecipeError, match="stage 'b'"):
+        load_recipe(recipe, check_flowgraphs=True)
+    assert [s["name"] for s in load_recipe(recipe, check_flowgraphs=True, only=["a"])["stages"]] == ["a", "b"]
+
+
 def test_docs_describe_every_declared_recipe_key():
     from sdjscc_phy.training.recipe import RECIPE_KEYS, STAGE_KEYS, VALIDATION_KEYS
 

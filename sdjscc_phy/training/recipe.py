@@ -32,6 +32,7 @@ import functools
 import json
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from sdjscc_phy.core.devices import device_problem
@@ -81,13 +82,15 @@ VALIDATION_KEYS: tuple[Param, ...] = (
 FREE_KEYS = ("export", "checkpoint_every_steps")
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_flowgraphs: bool = False) -> dict:
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_flowgraphs: bool = False,
+                only: Collection[str] = ()) -> dict:
     """Read, override and validate a recipe; RecipeError lists every problem.
 
     Without ``check_flowgraphs`` it checks the recipe's own keys and the variables its flowgraphs declare
     (cheap: no model or data is loaded); with it, also every stage's flowgraphs as training graphs (what
-    ``jsccflow validate`` and the trainer do). Returns the normalised recipe: every key present, paths
-    absolute, ``path`` the recipe file.
+    ``jsccflow validate`` and the trainer do), or only those of the stages named in ``only`` (the ones a
+    training will run: a stage left out need not be trainable as the overrides left it). Returns the
+    normalised recipe: every key present, paths absolute, ``path`` the recipe file.
     """
     path = str(path)
     if not is_file(path):
@@ -107,8 +110,9 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
     if not errors.lines:
         _check_variables(recipe, raw, errors)
     if not errors.lines and check_flowgraphs:
-        for stage in recipe["stages"]:
-            pending = [s["export"] for s in recipe["stages"][:stage["index"]] if s["export"]]
+        runs = [s for s in recipe["stages"] if not only or s["name"] in only]
+        for stage in runs:
+            pending = [s["export"] for s in runs if s["index"] < stage["index"] and s["export"]]
             for message in check_stage(recipe, stage, [p for p in pending if not Path(p).exists()]):
                 errors.add(message, stage["lines"].get("train"))
     if errors.lines:

@@ -515,7 +515,7 @@ def train(
         raise JsccflowError(f"--backend: must be one of {', '.join(distributed.BACKENDS)}; got '{backend}'")
     if nproc is not None:
         distributed.check_nproc(nproc)
-    recipe = load_recipe(recipe_path, overrides, check_flowgraphs=True)
+    recipe = load_recipe(recipe_path, overrides, check_flowgraphs=True, only=only or ())
     options = {"resume": resume, "progress": progress, "callbacks": callbacks, "only": only, "report": report,
                "force": force, "backend": backend}
     if nproc is None:
@@ -529,4 +529,5 @@ def _train_worker(recipe_path: str, overrides: list[str], options: dict) -> dict
     # the processes share the cores (torchrun sets OMP_NUM_THREADS=1); a recipe's num_threads wins
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
-    return Trainer(load_recipe(recipe_path, overrides, check_flowgraphs=True), **options).run()
+    return Trainer(load_recipe(recipe_path, overrides, check_flowgraphs=True, only=options["only"] or ()),
+                   **options).run()
