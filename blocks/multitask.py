@@ -47,6 +47,10 @@ _ARCHITECTURE = (
 )
 
 
+#: the multi-task model's parts the transmitter trains (the receiver trains the others)
+TRANSMITTER_PARTS = ("encoder.", "gate.", "class_encoder.")
+
+
 class _MultitaskBlock(Block):
     """Shared checkpoint handling, fresh construction and export of the multi-task transmitter and receiver."""
 
@@ -107,7 +111,7 @@ class _MultitaskBlock(Block):
             raise RecipeError("export: the multi-task transmitter and receiver have different architectures")
         model = multitask.MultitaskJscc(tx.config)
         state = rx.state_dict()
-        state.update({k: v for k, v in tx.state_dict().items() if k.startswith(("encoder.", "gate."))})
+        state.update({k: v for k, v in tx.state_dict().items() if k.startswith(TRANSMITTER_PARTS)})
         model.load_state_dict(state)
         multitask.export_multitask(model, path, metadata)
 
@@ -134,20 +138,26 @@ class MultitaskEncoder(_MultitaskBlock):
         Param("train_gate", "bool", True,
               doc="training: false holds the gate fixed while the encoder trains (the codec adapts to the "
                   "code channels the gate drops)"),
+        Param("relaxed_gate", "bool", False,
+              doc="training steps (not validation): the mask is the gate's sigmoid in (0, 1), attenuating a "
+                  "channel towards erasure, instead of the hard 0/1 with the sigmoid's gradient; the gate then "
+                  "follows the exact gradient of the relaxed loss (bits sent: the mask's sum, rounded)"),
         Param("constellation", "str", "qam16", choices=tuple(CONSTELLATIONS),
               doc="the link's constellation (counts symbols from bits)"),
         *_ARCHITECTURE,
     )
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        gate = {"gate": self.model.gate} if self.model.gate is not None else {}
-        return {"encoder": self.model.encoder, **gate}
+        parts = {"gate": self.model.gate, "class_encoder": self.model.class_encoder}
+        return {"encoder": self.model.encoder, **{k: m for k, m in parts.items() if m is not None}}
 
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
         """``default`` and ``gate`` (its lr is scaled by ``optimizer.group_scales.gate``: the gate's few
         weights must move by O(1) within one epoch to cross the threshold); no ``gate`` group when
         ``train_gate`` is false, so the optimiser leaves the gate as it was loaded."""
         groups = {"default": list(self.model.encoder.parameters())}
+        if self.model.class_encoder is not None:
+            groups["default"] += list(self.model.class_encoder.parameters())
         if self.model.gate is not None and self.p.train_gate:
             groups["gate"] = list(self.model.gate.parameters())
         return groups
@@ -159,8 +169,13 @@ class MultitaskEncoder(_MultitaskBlock):
                 raise PortError(f"input port 'image': {name} = {size} is not divisible by {DOWNSAMPLING}")
         if isinstance(height, int) and isinstance(width, int):
             bits_per_channel = (height // DOWNSAMPLING) * (width // DOWNSAMPLING)
-            if bits_per_channel % CONSTELLATIONS[self.p.constellation]:
+            bits_per_symbol = CONSTELLATIONS[self.p.constellation]
+            if bits_per_channel % bits_per_symbol:
                 raise PortError(f"a code channel's {bits_per_channel} bits do not fill {self.p.constellation} symbols")
+            class_bits = self.model.config.class_bits
+            if class_bits > bits_per_channel or class_bits % bits_per_symbol:
+                raise PortError(f"architecture class_bits = {class_bits} must fill whole {self.p.constellation} "
+                                f"symbols within one code channel of {bits_per_channel} bits")
             n = self.code_channels * bits_per_channel
         else:
             n = "N"
@@ -168,9 +183,10 @@ class MultitaskEncoder(_MultitaskBlock):
 
     def process_torch(self, inputs: Batch, ctx: BatchContext) -> Batch:
         image = inputs["image"]
-        e = self.model.encoder(image)
+        e = self.model.encode(image)
         snr_db = inputs["snr_db"] if "snr_db" in inputs else self.p.snr_db
-        channel_mask = self.model.channel_mask(snr_db, image.shape[0], gate=self.p.gate)
+        channel_mask = self.model.channel_mask(snr_db, image.shape[0], gate=self.p.gate,
+                                                 relaxed=self.p.relaxed_gate and ctx.training)
         mask = self.model.bit_mask(channel_mask, e.shape[1])
         num_bits = mask.detach().sum(1).round().long()
         return {"e": e, "mask": mask, "num_bits": num_bits,
@@ -209,8 +225,9 @@ class MultitaskDecoder(_MultitaskBlock):
     recalibrate = True
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        linear = {"linear": self.model.linear} if self.model.linear is not None else {}
-        return {"decoder": self.model.decoder, "head": self.model.head, **linear}
+        parts = {"linear": self.model.linear, "class_reader": self.model.class_reader}
+        return {"decoder": self.model.decoder, "head": self.model.head,
+                **{k: m for k, m in parts.items() if m is not None}}
 
     def calibration_items(self) -> int:
         return self.p.stats_images

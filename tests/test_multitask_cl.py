@@ -131,9 +131,10 @@ def tiny_model(gated: bool, num_classes: int = 10) -> MultitaskJscc:
 
 @pytest.mark.parametrize(("snr_db", "channels"), [(0.0, 4), (5.0, 3), (10.0, 2), (20.0, 1)])
 def test_gate_mask_sets_the_channels_sent(snr_db, channels):
-    mask = tiny_model(gated=True).channel_mask(snr_db, 3)
+    model = tiny_model(gated=True)
+    mask = model.channel_mask(snr_db, 3)
     assert mask.shape == (3, 4) and mask.sum(1).tolist() == [channels] * 3
-    bits = MultitaskJscc.bit_mask(mask, 256)
+    bits = model.bit_mask(mask, 256)
     assert bits.shape == (3, 256) and bits[0].sum() == 64 * channels and bits[0, :64].all()  # channel-major
 
 
@@ -167,6 +168,70 @@ def test_threshold_gate_sends_fewer_channels_as_the_snr_rises_and_learns_its_thr
     assert torch.all(counts[1:] <= counts[:-1])  # monotone for any thresholds
     model.channel_mask(torch.tensor([9.0]), 1).sum().backward()
     assert model.gate.threshold.grad.abs().sum() > 0
+
+
+def test_the_relaxed_gate_attenuates_channels_by_its_sigmoid():
+    torch.manual_seed(0)
+    model = MultitaskJscc(MultitaskConfig(code_channels=4, width=8, feature_dim=8, head_width=8, subspace_dim=2,
+                                          gated=True, gate_kind="threshold"))
+    snr = torch.tensor([12.5, 20.0])
+    relaxed = model.channel_mask(snr, 2, relaxed=True)
+    torch.testing.assert_close(relaxed, torch.sigmoid((torch.tensor([12.5, 17.5, 22.5, 27.5]) - snr[:, None]) / 2.0))
+    assert torch.equal(model.channel_mask(snr, 2), (relaxed > 0.5).float())  # the hard mask rounds it
+    p1 = torch.ones(2, 256)
+    received = model.erase(p1, model.bit_mask(relaxed, 256))  # attenuated towards erasure (0.5)
+    torch.testing.assert_close(received[:, ::64], 0.5 + 0.5 * relaxed)
+
+
+def class_bit_model(tiny_classifier: str, gated: bool = False) -> MultitaskJscc:
+    torch.manual_seed(0)
+    return MultitaskJscc(MultitaskConfig(code_channels=4, width=8, feature_dim=8, head_width=8, subspace_dim=2,
+                                         num_classes=3, classifier="linear", gated=gated, gate_kind="threshold",
+                                         class_bits=16, tx_classifier=tiny_classifier))
+
+
+def test_class_bits_replace_the_start_of_the_last_code_channel_and_are_never_gated(tiny_data):
+    model = class_bit_model(tiny_data["clf"], gated=True)
+    image = torch.rand(2, 3, 32, 32)
+    code, e = model.encoder(image), model.encode(image)
+    assert model.class_slice(256) == slice(192, 208)
+    torch.testing.assert_close(e[:, :192], code[:, :192])
+    torch.testing.assert_close(e[:, 208:], code[:, 208:])
+    torch.testing.assert_close(e[:, 192:208], model.class_encoder(image))
+    assert not torch.allclose(e[:, 192:208], code[:, 192:208])
+    mask = model.bit_mask(model.channel_mask(torch.tensor([0.0, 30.0]), 2), 256)
+    assert mask[0].sum() == 256 and mask[1].sum() == 16 and mask[1, 192:208].all()  # all gated off but the class bits
+    # the transmitter's classifier is frozen and outside the module tree: neither trained nor exported
+    assert not any("classifier." in k for k in model.state_dict())
+    assert not any(p.requires_grad for p in model.class_encoder.classifier.parameters())
+
+
+def test_the_receiver_reads_the_class_bits_and_starts_where_a_codec_without_them_was(tiny_data):
+    model = class_bit_model(tiny_data["clf"])
+    p1 = torch.rand(3, 256)
+    torch.testing.assert_close(model.embed(p1, 32, 32), model.head(model.grid(p1, 32, 32)))  # zero-initialised reader
+    torch.nn.init.normal_(model.class_reader.net[-1].weight)
+    changed = p1.clone()
+    changed[:, 192:208] = 1.0 - changed[:, 192:208]
+    assert not torch.allclose(model.embed(changed, 32, 32), model.embed(p1, 32, 32))
+    model.embed(p1, 32, 32).sum().backward()
+    assert model.class_reader.net[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("field", "message"), [
+    ("class_bits: 10", "class_bits = 10 must fill whole qam16 symbols"),
+    ("class_bits: 68", "class_bits = 68 must fill whole qam16 symbols within one code channel of 64 bits"),
+    ("class_bits: -4", "class_bits must be an integer >= 0"),
+    ("{class_bits: 16, tx_classifier: nosuch}", "classifier checkpoint 'nosuch' is neither a file nor a shipped name")])
+def test_bad_class_bits_are_one_error_line(field, message, tmp_path, capsys):
+    flowgraph = tmp_path / "mt.yaml"
+    architecture = field if field.startswith("{") else "{" + field + "}"
+    flowgraph.write_text((REPO / "flowgraphs" / "multitask_awgn.yaml").read_text().replace(
+        "params: {checkpoint: $codec, snr_db: $snr_db, constellation: qam16}",
+        "params: {checkpoint: null, architecture: " + architecture + ", snr_db: $snr_db, constellation: qam16}"))
+    assert main(["run", str(flowgraph)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("field", ["gate_kind: monotone", "classifier: knn"])
@@ -255,7 +320,7 @@ def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data, de
     assert main(argv) == 0
     gate_stage, gated = load_multitask(f"{d['dir']}/multitask_gate.pt"), load_multitask(f"{d['dir']}/multitask_gated.pt")
     assert gated.gate is not None and load_multitask(f"{d['dir']}/multitask.pt").gate is None
-    assert gate_stage.metadata["recipe"]["variables"]["rate_weight"] == 0.001
+    assert gate_stage.metadata["recipe"]["variables"]["rate_weight"] == 0.0005
     assert gated.config.num_classes == 3
     assert {"val_accuracy", "val_psnr_db", "val_symbols_per_image", "val_loss_kd"} <= set(gated.metadata["metrics"])
     assert gated.linear is not None and gated.class_bases.abs().sum() > 0  # subspaces fitted for a linear codec too
@@ -264,6 +329,21 @@ def test_multitask_recipe_trains_gated_and_ungated_on_a_few_images(tiny_data, de
     for name, value in gate_stage.gate.state_dict().items():
         assert torch.equal(gated.gate.state_dict()[name], value), name
     assert any(not torch.equal(a, b) for a, b in zip(gated.encoder.parameters(), gate_stage.encoder.parameters()))
+
+
+def test_a_codec_with_class_bits_trains_from_one_without_and_exports_its_class_maps(tiny_data):
+    d = tiny_data
+    plain = ARCHITECTURE % "false"
+    with_bits = plain[:-1] + f", class_bits: 16, tx_classifier: {d['clf']}}}"
+    for name, init, architecture in (("plain", "null", plain), ("bits", f"{d['dir']}/plain.pt", with_bits)):
+        argv = ["train", str(REPO / "recipes" / "multitask_cifar10.yaml"), "--no-progress", "--stage=multitask",
+                f"--set=output_dir={d['dir']}/runs_{name}", *data_sets(d), f"--set=variables.teacher={d['clf']}"]
+        assert main(argv + stage_overrides("multitask", f"{d['dir']}/{name}.pt",
+                                           {"init_codec": init, "architecture": architecture})) == 0
+    plain_model, model = load_multitask(f"{d['dir']}/plain.pt"), load_multitask(f"{d['dir']}/bits.pt")
+    assert model.config.class_bits == 16 and model.class_encoder is not None
+    assert model.class_reader.net[-1].weight.abs().sum() > 0  # trained from its zero start
+    assert any(not torch.equal(a, b) for a, b in zip(model.encoder.parameters(), plain_model.encoder.parameters()))
 
 
 def test_cl_recipe_trains_both_stages_on_a_few_images(tiny_data):

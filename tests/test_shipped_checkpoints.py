@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The shipped SD-JSCC codecs are stage sdjscc's warm restart: 8 more epochs from its own 32-epoch export.
 RESTART = ("stages.sdjscc.epochs=8",)
+# the gated stage ran from its gate stage's export under its run name
+GATED_RUN = ("stages.multitask_gated.variables.init_codec=../runs/mt_final_gate0.0005/gate.pt",)
 
 # checkpoint name -> (recipe file, stage, overrides it was trained with: docs/training.md gives the commands)
 SHIPPED = {
@@ -38,15 +40,11 @@ SHIPPED = {
     "sdjscc_nogsw_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + (
         'stages.sdjscc.variables.gsw_mode="off"', "stages.sdjscc.variables.codec=sdjscc_nogsw_awgn")),
     "cl_awgn": ("cl_cifar10.yaml", "cl", ()),
-    # stage multitask (3 epochs, KD weight 0.003), 6 more at 0.01, 6 at 0.1, then the 6 at 1.0 recorded
-    # here (recipes/multitask_cifar10.yaml gives the commands)
+    # stage multitask twice from the class-bit-free KD 1.0 codec (the recipe's header gives the chain): the
+    # second run recorded here; then the gated stages from the shipped multitask_awgn as the recipe writes them
     "multitask_awgn": ("multitask_cifar10.yaml", "multitask", (
-        "stages.multitask.epochs=6", "stages.multitask.variables.init_codec=../runs/multitask_kd0.1/mt.pt",
-        "variables.kd_weight=1.0")),
-    # trained from stage multitask_gate's export under its run name, from the previous multitask_awgn (the
-    # recipe's first stage alone)
-    "multitask_gated_awgn": ("multitask_cifar10.yaml", "multitask_gated", (
-        "stages.multitask_gated.variables.init_codec=../runs/gate_0.001/gate.pt",)),
+        "stages.multitask.variables.init_codec=../runs/multitask_class/mt.pt",)),
+    "multitask_gated_awgn": ("multitask_cifar10.yaml", "multitask_gated", GATED_RUN),
     # 5 epochs, a warm restart of 2 epochs, then one of 8 from that export (docs/training.md): the last one's overrides
     "deepjscc_analog_awgn": ("deepjscc_analog_cifar10.yaml", "deepjscc_analog", (
         "stages.0.epochs=8", "stages.0.optimizer={name: Adam, lr: 0.0005}",

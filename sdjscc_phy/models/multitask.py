@@ -29,6 +29,15 @@ Only the paper's abstract was at hand; the design choices made here (also in doc
   e.g. fed back). A masked channel is not transmitted: its 64 bits = 16 symbols are erased at the
   receiver (P(b=1) = 0.5, i.e. 0 at the decoder's input); sent symbols keep Es = 1 (no power boost).
   Pruning is per code channel, so a 4-channel code sends 16, 32, 48 or 64 symbols per image.
+- **Class bits** (``class_bits`` > 0). The transmitter also runs a frozen classifier (``tx_classifier``,
+  by default the task classifier ``classifier_cifar10``) on the clean image and sends its class evidence
+  in the first ``class_bits`` bits of the last code channel, in place of the image code's bits there: a
+  learned map (softmax of the classifier's scores -> MLP -> sigmoid, then the binarizer as for every
+  code bit) is the class's channel code, and the receiver reads those soft bits with a second learned map
+  whose features add to the head's. The image decoder reads the whole code, class bits included. The gate
+  never drops the class bits (their mask is 1), so a gated receiver keeps the class evidence at every SNR.
+  The classifier is referenced by name, not copied into the multi-task checkpoint; it costs the
+  transmitter one classifier pass per image.
 """
 
 from __future__ import annotations
@@ -63,8 +72,12 @@ class MultitaskConfig:
     gate_hidden: int = 16
     classifier: str = "subspace"
     gate_kind: str = "mlp"
+    class_bits: int = 0
+    tx_classifier: str = "classifier_cifar10"
 
     def __post_init__(self):
+        if not isinstance(self.class_bits, int) or self.class_bits < 0:
+            raise ValueError(f"class_bits must be an integer >= 0; got {self.class_bits!r}")
         if self.classifier not in MULTITASK_CLASSIFIERS:
             raise ValueError(f"classifier '{self.classifier}' is not one of {', '.join(MULTITASK_CLASSIFIERS)}")
         if self.gate_kind not in MULTITASK_GATES:
@@ -100,7 +113,7 @@ def straight_through_mask(logits: torch.Tensor) -> torch.Tensor:
 
 
 class SnrGate(nn.Module):
-    """SNR (dB) ``[B]`` -> hard 0/1 mask over code channels ``[B, C]``: an MLP of the SNR."""
+    """SNR (dB) ``[B]`` -> one logit per code channel ``[B, C]`` (sent where > 0): an MLP of the SNR."""
 
     def __init__(self, config: MultitaskConfig):
         super().__init__()
@@ -110,11 +123,12 @@ class SnrGate(nn.Module):
             self.net[-1].bias.fill_(1.0)
 
     def forward(self, snr_db: torch.Tensor) -> torch.Tensor:
-        return straight_through_mask(self.net(snr_db.float().reshape(-1, 1) / 10.0))
+        return self.net(snr_db.float().reshape(-1, 1) / 10.0)
 
 
 class ThresholdGate(nn.Module):
-    """SNR (dB) ``[B]`` -> hard 0/1 mask ``[B, C]``: channel k is sent while the SNR is below its threshold.
+    """SNR (dB) ``[B]`` -> one logit per code channel ``[B, C]``: channel k is sent while the SNR is below its
+    threshold (logit > 0).
 
     The thresholds are stored in units of 10 dB, as the MLP gate reads the SNR: one Adam step moves a
     threshold by 10 x the learning rate in dB, so the gate's learning-rate scale means the same for both."""
@@ -129,11 +143,46 @@ class ThresholdGate(nn.Module):
         self.threshold = nn.Parameter(torch.linspace(*self.START_DB, config.code_channels) / 10.0)
 
     def forward(self, snr_db: torch.Tensor) -> torch.Tensor:
-        return straight_through_mask((10.0 * self.threshold - snr_db.float().reshape(-1, 1)) / self.SOFTNESS_DB)
+        return (10.0 * self.threshold - snr_db.float().reshape(-1, 1)) / self.SOFTNESS_DB
 
 
 #: gate_kind -> the gate's module (the names are MULTITASK_GATES)
 GATES = {"mlp": SnrGate, "threshold": ThresholdGate}
+
+CLASS_MAP_WIDTH = 64  # hidden width of the class bits' transmitter and receiver maps
+
+
+class ClassEncoder(nn.Module):
+    """Image ``[B, 3, H, W]`` -> e ``[B, class_bits]`` in [0, 1]: the frozen ``tx_classifier``'s softmax
+    through a learned map. The classifier is held outside the module tree: it is neither trained nor exported."""
+
+    def __init__(self, config: MultitaskConfig):
+        super().__init__()
+        from sdjscc_phy.models.classifier import load_classifier
+
+        self.__dict__["classifier"] = load_classifier(config.tx_classifier).requires_grad_(False)
+        self.map = nn.Sequential(nn.Linear(config.num_classes, CLASS_MAP_WIDTH), nn.PReLU(CLASS_MAP_WIDTH),
+                                 nn.Linear(CLASS_MAP_WIDTH, config.class_bits))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            probs = self.classifier.to(image.device)(image).softmax(1)
+        return torch.sigmoid(self.map(probs))
+
+
+class ClassReader(nn.Module):
+    """Received class bits P(b=1) ``[B, class_bits]`` -> features ``[B, feature_dim]`` added to the head's;
+    the last layer starts at zero, so a codec trained without class bits starts where it was."""
+
+    def __init__(self, config: MultitaskConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(config.class_bits, CLASS_MAP_WIDTH), nn.PReLU(CLASS_MAP_WIDTH),
+                                 nn.Linear(CLASS_MAP_WIDTH, config.feature_dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, p1: torch.Tensor) -> torch.Tensor:
+        return self.net(p1 * 2.0 - 1.0)
 
 class MultitaskJscc(nn.Module):
     """Encoder, decoder, feature head, optional gate and the class subspaces of one multi-task codec."""
@@ -145,6 +194,8 @@ class MultitaskJscc(nn.Module):
         self.decoder = JsccDecoder(config.codec)
         self.head = FeatureHead(config)
         self.gate = GATES[config.gate_kind](config) if config.gated else None
+        self.class_encoder = ClassEncoder(config) if config.class_bits else None
+        self.class_reader = ClassReader(config) if config.class_bits else None
         k, d = config.num_classes, config.feature_dim
         self.linear = nn.Linear(d, k) if config.classifier == "linear" else None
         self.register_buffer("class_bases", torch.zeros(k, d, config.subspace_dim))
@@ -154,17 +205,40 @@ class MultitaskJscc(nn.Module):
         return asdict(self.config)
 
     # --- transmitter ---------------------------------------------------------------------------
-    def channel_mask(self, snr_db: torch.Tensor | float, batch_size: int, gate: bool = True) -> torch.Tensor:
-        """0/1 mask ``[B, C]`` of the code channels sent at ``snr_db`` (all ones when ungated or ``gate`` off)."""
+    def class_slice(self, num_bits: int) -> slice:
+        """Where the class bits sit in a code of ``num_bits`` bits: the start of the last code channel."""
+        start = num_bits - num_bits // self.config.code_channels
+        return slice(start, start + self.config.class_bits)
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """e ``[B, N]`` in [0, 1]: the image code, its class bits (if any) replaced by the class encoder's."""
+        e = self.encoder(image)
+        if self.class_encoder is None:
+            return e
+        where = self.class_slice(e.shape[1])
+        return torch.cat([e[:, :where.start], self.class_encoder(image), e[:, where.stop:]], dim=1)
+
+    def channel_mask(self, snr_db: torch.Tensor | float, batch_size: int, gate: bool = True,
+                     relaxed: bool = False) -> torch.Tensor:
+        """0/1 mask ``[B, C]`` of the code channels sent at ``snr_db`` (all ones when ungated or ``gate`` off),
+        with the sigmoid's gradient (straight-through); ``relaxed``: the sigmoid itself, a mask in (0, 1)
+        that attenuates a channel towards erasure, so the loss sees what a partly dropped channel costs and
+        the gate's gradient is the exact one of this relaxed objective (the straight-through one is not)."""
         if self.gate is None or not gate:
             return torch.ones(batch_size, self.config.code_channels, device=self.class_means.device)
         snr = torch.as_tensor(snr_db, dtype=torch.float32, device=self.class_means.device)
-        return self.gate(snr.expand(batch_size) if snr.ndim == 0 else snr)
+        logits = self.gate(snr.expand(batch_size) if snr.ndim == 0 else snr)
+        return torch.sigmoid(logits) if relaxed else straight_through_mask(logits)
 
-    @staticmethod
-    def bit_mask(channel_mask: torch.Tensor, num_bits: int) -> torch.Tensor:
-        """Per-bit mask ``[B, N]`` of a channel mask ``[B, C]`` (the code is channel-major: C x h x w)."""
-        return channel_mask.repeat_interleave(num_bits // channel_mask.shape[1], dim=1)
+    def bit_mask(self, channel_mask: torch.Tensor, num_bits: int) -> torch.Tensor:
+        """Per-bit mask ``[B, N]`` of a channel mask ``[B, C]`` (the code is channel-major: C x h x w); the
+        class bits are always sent."""
+        mask = channel_mask.repeat_interleave(num_bits // channel_mask.shape[1], dim=1)
+        if not self.config.class_bits:
+            return mask
+        always = torch.zeros(num_bits, dtype=mask.dtype, device=mask.device)
+        always[self.class_slice(num_bits)] = 1.0
+        return mask + always * (1.0 - mask)
 
     # --- receiver ------------------------------------------------------------------------------
     @staticmethod
@@ -177,7 +251,8 @@ class MultitaskJscc(nn.Module):
 
     def embed(self, p1: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Features h ``[B, feature_dim]`` (before normalisation) of received (erased) soft bits ``[B, N]``."""
-        return self.head(self.grid(p1, height, width))
+        h = self.head(self.grid(p1, height, width))
+        return h if self.class_reader is None else h + self.class_reader(p1[:, self.class_slice(p1.shape[1])])
 
     @staticmethod
     def unit(h: torch.Tensor) -> torch.Tensor:
