@@ -116,6 +116,15 @@ class ImageSource(Block):
         count = _describe_dataset(*self._dataset_key)[0]
         return count if self.p.limit is None else min(count, self.p.limit)
 
+    def caveats(self, items: int) -> list[str]:
+        p = self.p
+        in_class_order = p.dataset in ("builtin", "folder") and not p.shuffle and (p.limit is None or p.subset == "first")
+        if in_class_order and items < self.num_items():
+            return [f"block '{self.id}': the run reads the first {items} of {self.num_items()} images, which are "
+                    "sorted by class, so its metrics cover the first classes only; set shuffle: true (a random "
+                    f"{items}) or limit: {items} (a stratified {items})"]
+        return []
+
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         return {"image": _describe_dataset(*self._dataset_key)[1], "label": ()}
 

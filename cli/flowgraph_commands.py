@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sdjscc_phy.core.flowgraph import load_flowgraph
+from sdjscc_phy.core.flowgraph import caveats, load_flowgraph
 from sdjscc_phy.core.ports import format_shape
 from sdjscc_phy.core.registry import registry
 from sdjscc_phy.core.scheduler import run_flowgraph
@@ -36,6 +36,8 @@ def run(flowgraph: str, overrides: tuple[str, ...], output: str | None, progress
     if output:
         check_output_file(output, "--output", force=force)
     fg = load_flowgraph(flowgraph, overrides)
+    for line in caveats(fg):
+        click.echo(f"warning: {line}", err=True)
     show_progress = sys.stderr.isatty() if progress is None else progress
     result = run_flowgraph(fg, progress=show_progress)
     console = Console()

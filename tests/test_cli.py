@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from sdjscc_phy.cli.main import main
 
 FANOUT = """\
@@ -31,6 +33,16 @@ def test_run_prints_table_and_writes_json(write_flowgraph, tmp_path, capsys):
     assert payload["flowgraph"] == path
     assert payload["options"]["id"] == "fanout" and payload["options"]["batch_size"] == 50
     assert payload["metrics"] == {"psnr_db": 100.0, "psnr_db_se": 0.0, "mse": 0.0, "mse_se": 0.0}
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    ((), True), (("--set", "src.shuffle=true"), False), (("--set", "src.limit=100"), False),
+    (("--set", "options.max_items=1000"), False)])
+def test_run_warns_when_it_reads_a_class_sorted_prefix(write_flowgraph, capsys, extra, warned):
+    assert main(["run", write_flowgraph(FANOUT), "--no-progress", *extra]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: block 'src': the run reads the first 100 of 1000 images, which are sorted by class" in err) \
+        == warned
 
 
 def test_bad_flowgraph_exits_2_with_one_line_per_error_and_writes_nothing(write_flowgraph, tmp_path, capsys):

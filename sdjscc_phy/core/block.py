@@ -264,6 +264,11 @@ class Block:
         """For sources: how many items exist (None = unbounded)."""
         return None
 
+    def caveats(self, items: int) -> list[str]:
+        """For sources: what a user should know about a run of ``items`` items, one line each (e.g. that
+        they are a class-sorted prefix of the dataset); ``jsccflow run`` prints them as warnings."""
+        return []
+
     def check_batch_sizes(self, batch_sizes: tuple[int, ...], input_shapes: dict[str, Shape]) -> None:
         """Raise PortError if the run's distinct batch sizes do not suit this block (e.g. a block that
         packs items into whole codewords); called at validation and again by ``setup``."""

@@ -100,6 +100,12 @@ def count_items(fg: Flowgraph) -> int:
     return min(counts)
 
 
+def caveats(fg: Flowgraph) -> list[str]:
+    """The sources' caveats about the run's items (:meth:`Block.caveats`), one line each."""
+    items = count_items(fg)
+    return [line for source in fg.sources for line in source.caveats(items)]
+
+
 def batch_sizes(total: int, batch_size: int) -> tuple[int, ...]:
     """The distinct sizes of the batches that cut ``total`` items into ``batch_size`` (the last may be short)."""
     return tuple(sorted({min(batch_size, total), total % batch_size} - {0}))
