@@ -26,6 +26,7 @@ classifier = lazy_import("sdjscc_phy.models.classifier")
 detector = lazy_import("sdjscc_phy.models.detector")
 gsw = lazy_import("sdjscc_phy.training.gsw")
 losses = lazy_import("sdjscc_phy.training.losses")
+augment = lazy_import("sdjscc_phy.data.augment")
 
 _IMAGE = Port("image", "float32", (3, "H", "W"), "original image in [0, 1] (the target)")
 _IMAGE_HAT = Port("image_hat", "float32", (3, "H", "W"), "received image in [0, 1]")
@@ -132,7 +133,20 @@ class SemanticLoss(_FrozenClassifierLoss):
         Param("r", "float", 1.0, low=0.0, doc="scale of eq. 10"),
         Param("per_batch", "bool", False, doc="weights per image of each batch instead of fitted once"),
         Param("gsw_images", "int", 5000, low=1, unit="images", doc="training items the fitted weights average over"),
+        Param("view_shift", "int", 0, low=0, unit="pixels",
+              doc="training steps: compare the features of one random view of each pair, the same shift (up to "
+                  "this many pixels, reflect padding) and mirror of the original and the reconstruction, drawn "
+                  "per image and step, so the codec cannot rely on features tied to one alignment; 0: as they are"),
     )
+
+    def views(self, images: torch.Tensor, images_hat: torch.Tensor, ctx: BatchContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random shift and mirror of each original and its reconstruction (``view_shift``)."""
+        shift, generator = self.p.view_shift, ctx.generator
+        flips = torch.rand(images.shape[0], generator=generator, device=generator.device) < 0.5
+        offsets = torch.randint(0, 2 * shift + 1, (images.shape[0], 2), generator=generator, device=generator.device)
+        flips, offsets = flips.to(images.device), offsets.to(images.device)
+        return (augment.random_translate_flip(images, offsets, flips, shift),
+                augment.random_translate_flip(images_hat, offsets, flips, shift))
 
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         if self.p.gsw_mode == "true_class" and "label" not in input_shapes:
@@ -153,10 +167,12 @@ class SemanticLoss(_FrozenClassifierLoss):
         self.weights = gsw.semantic_weights(self.raw_weights, self.p.tau, self.p.r)
 
     def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
-        images, layer = inputs["image"], self.p.layer
+        images, images_hat, layer = inputs["image"], inputs["image_hat"], self.p.layer
+        if self.p.view_shift and ctx.training:
+            images, images_hat = self.views(images, images_hat, ctx)
         with torch.no_grad():
             features = self.classifier.features(images, layer)
-        features_hat = self.classifier.features(inputs["image_hat"], layer)
+        features_hat = self.classifier.features(images_hat, layer)
         weights = self.weights
         if self.p.gsw_mode == "off":
             weights = torch.ones(features.shape[1], device=features.device)

@@ -131,6 +131,30 @@ def test_semantic_loss_is_eq_13():
     assert float(gsw.semantic_loss(f_hat, f, weights)) == pytest.approx((6.0 + 24.0) / 2)
 
 
+def test_semantic_loss_views_shift_and_mirror_original_and_reconstruction_alike(tmp_path):
+    from sdjscc_phy.blocks.losses import SemanticLoss
+    from sdjscc_phy.core.block import BatchContext
+
+    torch.manual_seed(0)
+    export_classifier(CifarClassifier(widths=(8, 8, 8)), tmp_path / "clf.pt", [f"c{i}" for i in range(10)], {})
+    cpu = torch.device("cpu")
+
+    def ctx(training: bool) -> BatchContext:
+        return BatchContext(3, 0, 6, "torch", cpu, 0, "semantic", 0, epoch=1, training=training)
+
+    views, plain = (SemanticLoss(name, classifier=str(tmp_path / "clf.pt"), gsw_mode="off", view_shift=shift)
+                    for name, shift in (("semantic", 4), ("plain", 0)))
+    for block in (views, plain):
+        block.setup(ctx(False))
+    images = torch.rand(6, 3, 32, 32)
+    pair = {"image": images, "image_hat": (images + 0.1 * torch.randn_like(images)).clamp(0, 1)}
+    torch.testing.assert_close(views.loss(pair, ctx(False)), plain.loss(pair, ctx(False)))  # validation: as they are
+    view, view_hat = views.views(pair["image"], pair["image_hat"], ctx(True))
+    assert not torch.allclose(view, images)
+    torch.testing.assert_close(views.loss(pair, ctx(True)), plain.loss({"image": view, "image_hat": view_hat}, ctx(False)))
+    assert float(views.loss({"image": images, "image_hat": images}, ctx(True))) == 0.0  # one view of both
+
+
 def test_bpp_variable_sets_the_rate_of_a_fresh_codec(recipe_path):
     """0.125 bpp = 2 code channels of 8x8: 128 bits, 64 QPSK symbols (k/n = 1/48, CONVENTIONS.md)."""
     overrides = ["variables.bpp=0.125", "stages.mse.variables.constellation=qpsk"]
