@@ -382,9 +382,12 @@ def test_override_of_an_aliased_section_changes_one_stage_only(tmp_path):
 
 def test_only_the_stages_a_training_runs_are_checked_as_training_graphs(tmp_path):
     """Stage b's flowgraph override is broken; training stage a alone (--stage a) does not check it."""
+    make_image_folder(tmp_path / "images", ("a", "b"), 4, 16)
+    (tmp_path / "val.txt").write_text("a/0.jpg\nb/0.jpg\n")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         "output_dir: out\n"
+        f"set: [{', '.join(data_overrides(tmp_path))}]\n"
         "stages:\n"
         f"  - {{name: a, flowgraph: {CLASSIFIER_FLOWGRAPH}, train: [clf]}}\n"
         f"  - {{name: b, flowgraph: {CLASSIFIER_FLOWGRAPH}, train: [clf], set: [clf.nosuch=1]}}\n"
