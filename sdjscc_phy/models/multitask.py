@@ -184,6 +184,7 @@ class ClassReader(nn.Module):
     def forward(self, p1: torch.Tensor) -> torch.Tensor:
         return self.net(p1 * 2.0 - 1.0)
 
+
 class MultitaskJscc(nn.Module):
     """Encoder, decoder, feature head, optional gate and the class subspaces of one multi-task codec."""
 
