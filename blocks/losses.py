@@ -141,10 +141,8 @@ class SemanticLoss(_FrozenClassifierLoss):
 
     def views(self, images: torch.Tensor, images_hat: torch.Tensor, ctx: BatchContext) -> tuple[torch.Tensor, torch.Tensor]:
         """The same random shift and mirror of each original and its reconstruction (``view_shift``)."""
-        shift, generator = self.p.view_shift, ctx.generator
-        flips = torch.rand(images.shape[0], generator=generator, device=generator.device) < 0.5
-        offsets = torch.randint(0, 2 * shift + 1, (images.shape[0], 2), generator=generator, device=generator.device)
-        flips, offsets = flips.to(images.device), offsets.to(images.device)
+        shift = self.p.view_shift
+        flips, offsets = (t.to(images.device) for t in augment.random_views(images.shape[0], shift, ctx.generator))
         return (augment.random_translate_flip(images, offsets, flips, shift),
                 augment.random_translate_flip(images_hat, offsets, flips, shift))
 

@@ -25,6 +25,14 @@ def random_translate_flip(
     return torch.where(flips[:, None, None, None], images.flip(-1), images)
 
 
+def random_views(count: int, translate: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mirror flags ``[count]``, a random half; offsets ``[count, 2]`` in ``0..2*translate``), drawn in that
+    order on the generator's device: the arguments of :func:`random_translate_flip`."""
+    flips = torch.rand(count, generator=generator, device=generator.device) < 0.5
+    offsets = torch.randint(0, 2 * translate + 1, (count, 2), generator=generator, device=generator.device)
+    return flips, offsets
+
+
 def epoch_plan(count: int, epoch: int, flip: str, translate: int, generator: torch.Generator,
                alternate_start: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(mirror flags ``[count]``, offsets ``[count, 2]``) of one epoch for items ``0..count-1``.
@@ -32,8 +40,7 @@ def epoch_plan(count: int, epoch: int, flip: str, translate: int, generator: tor
     ``random`` mirrors a random half each epoch; ``alternate`` mirrors each image in every other epoch
     from a random start drawn once (``alternate_start``), as airbench does; ``none`` never mirrors.
     """
-    flips = torch.rand(count, generator=generator) < 0.5
-    offsets = torch.randint(0, 2 * translate + 1, (count, 2), generator=generator)
+    flips, offsets = random_views(count, translate, generator)
     if flip == "alternate":
         flips = (torch.rand(count, generator=alternate_start) < 0.5) ^ bool(epoch % 2)
     elif flip == "none":
