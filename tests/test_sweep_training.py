@@ -109,6 +109,13 @@ def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
     # Another training seed retrains both stages too (the recipe's export was trained with its own seed).
     seeded = plan_model(point.train.__class__(point.train.recipe, "sem", ("seed=1",), ()), "m")
     assert not seeded.stages[0].reused and seeded.stages[0].key != plan.stages[0].key
+    # A variable given the value it already takes (tau 1 as int, the recipe's snr_db in the stage) trains
+    # the same model; another value does not.
+    def key(*overrides):
+        return plan_model(point.train.__class__(point.train.recipe, "sem", overrides, ()), "m").stages[1].key
+    same = key("stages.sem.variables.tau=1.0")
+    assert key("stages.sem.variables.tau=1") == key("stages.sem.variables.snr_db=5") == key() == same
+    assert key("stages.sem.variables.tau=10") != same and key("stages.sem.variables.snr_db=10") != same
 
 
 def test_recipe_and_model_problems_are_sweep_errors_before_training(smoke, capsys):

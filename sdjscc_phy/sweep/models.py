@@ -3,9 +3,10 @@
 A method with ``train: {recipe, stage, set}`` needs the export of ``stage`` from the recipe with those
 overrides. A stage depends on an earlier one when one of its flowgraph ``variables`` or ``set`` values
 names the earlier stage's export (its path, or its shipped name: ``codec: deepjscc_awgn``). Every stage
-the target depends on gets a key: SHA-256 of its resolved configuration (everything but where files go),
-the recipe-wide variables and overrides, the recipe seed, its position, and the keys or file digests of
-what it loads. So:
+the target depends on gets a key: SHA-256 of its resolved configuration (everything but where files go;
+its flowgraph variables as they take effect, whether set by the flowgraph, the recipe or the stage, with
+1 and 1.0 alike), the recipe-wide overrides, the recipe seed, its position, and the keys or file digests
+of what it loads. So:
 
 - a stage whose configuration the overrides leave as the recipe has it, and whose export exists (the
   shipped ``deepjscc_awgn.pt`` for stage ``deepjscc`` of ``recipes/sdjscc_cifar10.yaml``), is reused
@@ -94,9 +95,10 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
                 unchanged = unchanged and plan.reused
             elif isinstance(value, str) and is_file(resolve_checkpoint(value)):
                 inputs[ref] = file_digest(str(resolve_checkpoint(value)))
-        identity = {"stage": _identity(config, blank=set(inputs)), "shared": shared, "inputs": inputs,
+        identity = {"stage": _identity(config, blank=set(inputs)), "set": recipe["set"], "inputs": inputs,
                     "seed": recipe["seed"] + index}
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        identity["stage"]["variables"] = _effective_variables(recipe, identity["stage"])
+        key = hashlib.sha256(json.dumps(_canonical(identity), sort_keys=True, default=str).encode()).hexdigest()[:16]
         original = base["stages"][index]["export"] if index < len(base["stages"]) else None
         if unchanged and original and is_file(original):
             export, reused = original, True
@@ -105,6 +107,27 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
         config["export"] = export
         plans[index] = StagePlan(config["name"], index, key, export, reused, depends)
     return ModelPlan(train, rewired, [plans[i] for i in sorted(plans)])
+
+
+def _effective_variables(recipe: dict, config: dict) -> dict:
+    """The values a stage's flowgraph variables take: the flowgraph's own, then the recipe's, then the
+    stage's. A variable given its default value, or given in the recipe rather than the stage, trains
+    the same model, so it gets the same key (Fig. 7's tau = 1 and Fig. 8's SNR_train = 5 dB share one)."""
+    from sdjscc_phy.training.recipe import flowgraph_defaults
+
+    defaults = flowgraph_defaults(config["flowgraph"])
+    return defaults | {k: v for k, v in recipe["variables"].items() if k in defaults} | config["variables"]
+
+
+def _canonical(value):
+    """``value`` with whole floats and ints alike (``tau: 1`` and ``tau: 1.0`` set the same model)."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _values(config: dict) -> list[tuple[str, object]]:

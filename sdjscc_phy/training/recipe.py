@@ -283,19 +283,24 @@ def flowgraph_overrides(recipe: dict, stage: dict, validation: bool) -> list[str
 
 def flowgraph_variables(path: str) -> frozenset[str]:
     """The variables a flowgraph file declares."""
+    return frozenset(flowgraph_defaults(path))
+
+
+def flowgraph_defaults(path: str) -> dict:
+    """The variables a flowgraph file declares, with the values it gives them."""
     try:
         stat = os.stat(path)
     except OSError:  # the YAML reader says what is wrong with the path, in its one-line form
-        return _declared_variables.__wrapped__(path, 0, 0)
-    return _declared_variables(path, stat.st_mtime_ns, stat.st_size)
+        return dict(_declared_variables.__wrapped__(path, 0, 0))
+    return dict(_declared_variables(path, stat.st_mtime_ns, stat.st_size))
 
 
 @functools.lru_cache(maxsize=64)
-def _declared_variables(path: str, mtime_ns: int, size: int) -> frozenset[str]:
+def _declared_variables(path: str, mtime_ns: int, size: int) -> tuple:
     """Parsed once per file version: a sweep dry run asks for every stage of every point (a third of its time)."""
     data = load_yaml_with_lines(path)
     variables = data.get("variables") if isinstance(data, dict) else None
-    return frozenset(variables) if isinstance(variables, dict) else frozenset()
+    return tuple(variables.items()) if isinstance(variables, dict) else ()
 
 
 def stage_flowgraphs(recipe: dict, stage: dict) -> tuple[Flowgraph, Flowgraph]:
