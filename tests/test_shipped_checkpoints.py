@@ -34,9 +34,7 @@ SHIPPED = {
     "classifier_vgg_cifar10": ("classifier_vgg_cifar10.yaml", "classifier_vgg", ()),
     "deepjscc_awgn": ("sdjscc_cifar10.yaml", "deepjscc", ()),
     "sdjscc_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + ("stages.sdjscc.variables.codec=sdjscc_awgn",)),
-    # the shipped default: 2 more epochs from sdjscc_awgn with 100 x MSE added (sweeps/sdjscc_lambda.yaml)
-    "sdjscc_mse_awgn": ("sdjscc_cifar10.yaml", "sdjscc", (
-        "stages.sdjscc.epochs=2", "stages.sdjscc.variables.codec=sdjscc_awgn", "stages.sdjscc.variables.mse_weight=100.0")),
+    "sdjscc_mse_awgn": ("sdjscc_cifar10.yaml", "sdjscc_mse", ()),
     "sdjscc_nogsw_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + (
         'stages.sdjscc.variables.gsw_mode="off"', "stages.sdjscc.variables.codec=sdjscc_nogsw_awgn")),
     "cl_awgn": ("cl_cifar10.yaml", "cl", ()),
