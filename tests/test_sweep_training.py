@@ -161,3 +161,33 @@ def test_a_stage_another_process_is_training_is_waited_for_not_trained_twice(smo
     lock.release()
     waiter.join(10)
     assert result["path"] == stage.export
+
+
+def test_model_keys_hold_in_another_checkout_and_follow_the_training_flowgraph(smoke):
+    """Keys hash paths relative to the recipe, so a clone elsewhere finds the models and points recorded
+    here; the training flowgraph counts by content: a comment leaves the key, a parameter changes it."""
+    from sdjscc_phy.sweep.spec import TrainSpec
+
+    recipe = yaml.safe_load((smoke / "recipe.yaml").read_text())
+    recipe["set"] = ["data_root=./images", "src.split_file=./val.txt"]
+    for stage in recipe["stages"]:
+        stage["flowgraph"] = f"./flowgraphs/{Path(stage['flowgraph']).name}"
+    recipe["stages"][1]["variables"]["classifier"] = "./clf.pt"
+
+    def sem_key(root: Path) -> str:
+        return plan_model(TrainSpec(str(root / "recipe.yaml"), "sem", (), ()), str(root / "m")).stages[1].key
+
+    roots = [smoke / "a", smoke / "b" / "c"]  # two checkouts at different places
+    for root in roots:
+        shutil.copytree(REPO / "flowgraphs" / "train", root / "flowgraphs")
+        shutil.copytree(smoke / "images", root / "images")
+        for name in ("val.txt", "clf.pt"):
+            shutil.copy(smoke / name, root / name)
+        (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    assert sem_key(roots[0]) == sem_key(roots[1])
+    flowgraph = roots[1] / "flowgraphs" / "sdjscc_awgn.yaml"
+    text = flowgraph.read_text()
+    flowgraph.write_text("# a comment\n" + text)
+    assert sem_key(roots[1]) == sem_key(roots[0])
+    flowgraph.write_text(text.replace("flip: random", "flip: none"))
+    assert sem_key(roots[1]) != sem_key(roots[0])

@@ -18,6 +18,8 @@ may also be given as YAML text (errors say ``<string>:line:``) or as a Python ma
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import re
 from collections import deque
@@ -185,6 +187,23 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
         raise FlowgraphError(errors.lines)
     return fg
 
+
+
+def flowgraph_fingerprint(flowgraph: FlowgraphSource, overrides: Overrides = None) -> str:
+    """SHA-256 of what a flowgraph computes with ``overrides``: its parsed options, variables, blocks and
+    connections once overridden, so comments, layout and a default the overrides replace do not count
+    (a sweep point's and a cached model's identity). Values stay as written (paths unresolved, so the
+    fingerprint is the same in every checkout); nothing is validated: ``load_flowgraph`` reports problems."""
+    _, data = read_flowgraph_source(flowgraph)
+    data = data if isinstance(data, dict) else {"data": data}
+    errors = ErrorLines("<fingerprint>")
+    parts = {key: copy.deepcopy(data.get(key)) or {} for key in ("options", "variables")}
+    blocks = copy.deepcopy(data.get("blocks")) or []
+    if isinstance(parts["options"], dict) and isinstance(parts["variables"], dict) and isinstance(blocks, list):
+        _apply_overrides(_assignments(overrides, errors), parts["options"], parts["variables"], blocks, errors)
+    parts |= {"blocks": blocks, "connections": data.get("connections"), "rest": {
+        k: v for k, v in data.items() if k not in ("options", "variables", "blocks", "connections")}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 # -- pieces of the file ----------------------------------------------------------------------------
 def _mapping(data: dict, key: str, errors: ErrorLines) -> LineDict:

@@ -5,8 +5,9 @@ overrides. A stage depends on an earlier one when one of its flowgraph ``variabl
 names the earlier stage's export (its path, or its shipped name: ``codec: deepjscc_awgn``). Every stage
 the target depends on gets a key: SHA-256 of its resolved configuration (everything but where files go;
 its flowgraph variables as they take effect, whether set by the flowgraph, the recipe or the stage, with
-1 and 1.0 alike), the recipe-wide overrides, the recipe seed, its position, and the keys or file digests
-of what it loads. So:
+1 and 1.0 alike; paths relative to the recipe, so every checkout computes the same key), its training
+flowgraph's content (comments aside), the recipe-wide overrides, the recipe seed, its position, and the
+keys or file digests of what it loads. So:
 
 - a stage whose configuration the overrides leave as the recipe has it, and whose export exists (the
   shipped ``deepjscc_awgn.pt`` for stage ``deepjscc`` of ``recipes/sdjscc_cifar10.yaml``), is reused
@@ -22,9 +23,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sdjscc_phy.core.flowgraph import flowgraph_fingerprint
 from sdjscc_phy.errors import RecipeError
 from sdjscc_phy.io.paths import is_file
 from sdjscc_phy.models.checkpoints import resolve_checkpoint
@@ -98,7 +101,9 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
         identity = {"stage": _identity(config, blank=set(inputs)), "set": recipe["set"], "inputs": inputs,
                     "seed": recipe["seed"] + index}
         identity["stage"]["variables"] = _effective_variables(recipe, identity["stage"])
-        key = hashlib.sha256(json.dumps(_canonical(identity), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        identity["flowgraph"] = flowgraph_fingerprint(config["flowgraph"])
+        portable = _portable(_canonical(identity), Path(train.recipe).parent)
+        key = hashlib.sha256(json.dumps(portable, sort_keys=True, default=str).encode()).hexdigest()[:16]
         original = base["stages"][index]["export"] if index < len(base["stages"]) else None
         if unchanged and original and is_file(original):
             export, reused = original, True
@@ -127,6 +132,18 @@ def _canonical(value):
         return [_canonical(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    return value
+
+
+def _portable(value, base: Path):
+    """``value`` with absolute paths made relative to ``base`` (the recipe's folder), so a checkout
+    elsewhere computes the same keys and finds the models and results recorded here."""
+    if isinstance(value, dict):
+        return {k: _portable(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v, base) for v in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        return os.path.relpath(value, base)
     return value
 
 

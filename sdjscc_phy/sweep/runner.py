@@ -150,13 +150,13 @@ def run_point(flowgraph: str, overrides: list[str], threads: int | None) -> dict
 
 
 def input_files(fg) -> list[str]:
-    """The files a point's result depends on besides its overrides: the flowgraph and every checkpoint
-    its blocks load (a shipped name resolved to its file), so retraining a checkpoint reruns its points."""
+    """The files a point's result depends on besides its key (which holds the flowgraph as overridden):
+    every checkpoint its blocks load (a shipped name resolved to its file), so retraining a checkpoint
+    reruns its points."""
     from sdjscc_phy.models.checkpoints import resolve_checkpoint
 
-    checkpoints = {str(resolve_checkpoint(b.p.checkpoint).resolve()) for b in fg.blocks.values()
-                   if isinstance(getattr(b.p, "checkpoint", None), str)}
-    return [os.path.abspath(fg.path), *sorted(checkpoints)]
+    return sorted({str(resolve_checkpoint(b.p.checkpoint).resolve()) for b in fg.blocks.values()
+                   if isinstance(getattr(b.p, "checkpoint", None), str)})
 
 
 def train_model_stage(plan: ModelPlan, stage: StagePlan, threads: int | None) -> str:

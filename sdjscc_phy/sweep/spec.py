@@ -48,6 +48,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sdjscc_phy.core.flowgraph import flowgraph_fingerprint
 from sdjscc_phy.core.params import Param, problem_parameter, resolve_params
 from sdjscc_phy.core.registry import get_block_class
 from sdjscc_phy.core.yaml_lines import ErrorLines, LineDict, LineList, brief, load_yaml_with_lines, source_line
@@ -346,7 +347,7 @@ def _add_method_points(sweep: Sweep, name: str, method: Any, line: int | None, c
                            f"options.KEY, and not used as ${column} by {where}", sweep.column_lines.get(column, line))
         overrides = tuple(f"{k}={_yaml_value(_resolve_paths(k, v, block_types, fg_vars, base))}"
                           for k, v in assigned.items())
-        key = point_key(name, fg_text, tuple(f"{k}={_yaml_value(v)}" for k, v in assigned.items()), trained, values)
+        key = point_key(name, fg_path, tuple(f"{k}={_yaml_value(v)}" for k, v in assigned.items()), trained, values)
         sinks = tuple(block_id for block_id, kind in block_types.items() if kind == ITEM_SINK_TYPE)
         sweep.points.append(Point(name, dict(values), fg_path, overrides, trained, key, line or 0, sinks))
 
@@ -430,9 +431,16 @@ def _resolve_paths(key: str, value: Any, block_types: dict, fg_vars: list, base:
 
 def point_key(method: str, flowgraph: str, overrides: tuple[str, ...], train: TrainSpec | None,
               values: dict) -> str:
-    """16 hex digits of SHA-256 over everything that determines a point's result, as written in the file."""
-    spec = {"method": method, "flowgraph": flowgraph, "overrides": list(overrides), "values": values,
-            "train": None if train is None else {"recipe": file_digest(train.recipe), "stage": train.stage,
+    """16 hex digits of SHA-256 over what determines a point's result: the method, its grid values, and
+    the flowgraph as the overrides (as written in the sweep file) leave it (``flowgraph_fingerprint``),
+    so a comment or a default the point overrides does not rerun it; for a trained model, the recipe
+    stage and its overrides (which model: the runner checks the model's key, see ``is_done``)."""
+    try:
+        fingerprint = flowgraph_fingerprint(flowgraph, list(overrides))
+    except FlowgraphError:  # unreadable: validating the point reports it
+        fingerprint = file_digest(flowgraph)
+    spec = {"method": method, "flowgraph": fingerprint, "values": values,
+            "train": None if train is None else {"recipe": Path(train.recipe).name, "stage": train.stage,
                                                  "overrides": list(train.overrides),
                                                  "checkpoint": list(train.checkpoint_params)}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

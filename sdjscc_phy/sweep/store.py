@@ -51,7 +51,7 @@ class ResultStore:
     def done(self, key: str) -> bool:
         """A record exists for ``key`` and every input file it names still has the same digest."""
         inputs = self.records.get(key, {}).get("inputs")
-        return bool(inputs) and all(self._digest(path) == digest for path, digest in inputs.items())
+        return inputs is not None and all(self._digest(path) == digest for path, digest in inputs.items())
 
     def _digest(self, path: str) -> str:
         if path not in self._digests:
