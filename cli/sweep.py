@@ -17,9 +17,12 @@ import click
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Results folder (default: the sweep's 'output').")
 @click.option("--models", type=click.Path(file_okay=False), help="Trained-model cache (default: the sweep's 'models').")
 @click.option("--dry-run", is_flag=True, help="Validate every point and list them; run and train nothing.")
+@click.option("--item-rows", is_flag=True,
+              help="Also rerun finished points whose per-item rows are missing (items: true; they are not "
+                   "committed): `table --paired` then pairs per image, not per noise seed.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on when stderr is a terminal).")
 def sweep(sweep_file: str, jobs: int, executor: str, scheduler: str | None, output: str | None, models: str | None,
-          dry_run: bool, progress: bool | None) -> None:
+          dry_run: bool, item_rows: bool, progress: bool | None) -> None:
     """Run every point of SWEEP_FILE not finished yet; rows go to OUTPUT/results.csv as points finish."""
     # Imported here, not at the top: the sweep machinery loads torch, which `jsccflow --help` must not.
     from sdjscc_phy.cli.figures import check_figures, make_figures
@@ -38,7 +41,8 @@ def sweep(sweep_file: str, jobs: int, executor: str, scheduler: str | None, outp
         click.echo(f"{sweep_file}: OK, {len(listed)} points ({pending} pending) -> {spec.output}")
         return
     show_progress = sys.stderr.isatty() if progress is None else progress
-    summary = run_sweep(spec, jobs=jobs, executor=executor, scheduler=scheduler, progress=show_progress, report=True)
+    summary = run_sweep(spec, jobs=jobs, executor=executor, scheduler=scheduler, progress=show_progress, report=True,
+                        item_rows=item_rows)
     click.echo(f"{sweep_file}: {summary.ran} points run, {summary.skipped} already done, "
                f"{summary.trained} model stages trained -> {summary.csv_path}")
     make_figures(spec)

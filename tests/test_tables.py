@@ -97,15 +97,19 @@ grid:
     assert float(diff["mean"]) == pytest.approx(statistics.mean(d))
     assert float(diff["se"]) == pytest.approx(statistics.stdev(d) / len(d) ** 0.5)
 
-    # Without per-item rows the units are the noise seeds both methods ran.
+    # Without per-item rows (they are not committed) the points stay done, and the units are the noise
+    # seeds both methods ran; --item-rows reruns them.
     for path in (tmp_path / "out" / "items").iterdir():
         path.unlink()
+    assert main(["sweep", str(sweep), "--no-progress"]) == 0 and not any((tmp_path / "out" / "items").iterdir())
     assert main(["table", str(results), "--y", "ber", "--versus", "qpsk", "--paired", "-o", str(out), "--force"]) == 0
     by_seed = [a["ber"] - b["ber"] for a in rows for b in rows
                if a["method"] == "qam16" and b["method"] == "qpsk" and a["seed"] == b["seed"]]
     diff = {(r["method"], r["snr_db"]): r for r in csv_module.DictReader(open(out))}[("qam16 − qpsk", "6")]
     assert float(diff["mean"]) == pytest.approx(statistics.mean(by_seed))
     assert float(diff["se"]) == pytest.approx(statistics.stdev(by_seed) / 2 ** 0.5)
+    assert main(["sweep", str(sweep), "--no-progress", "--item-rows"]) == 0
+    assert len(list((tmp_path / "out" / "items").iterdir())) == 4
 
 
 def test_a_prefixed_sink_pairs_per_item_on_its_own_columns(tmp_path):

@@ -277,11 +277,13 @@ def prepare(sweep: Sweep) -> tuple[dict[TrainSpec, ModelPlan], ResultStore]:
 
 def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler: str | None = None,
               progress: bool = True, callbacks: list[PointCallback] | tuple[PointCallback, ...] = (),
-              report: bool | None = None) -> SweepSummary:
+              report: bool | None = None, item_rows: bool = False) -> SweepSummary:
     """Run every point of ``sweep`` not finished yet (training the models they need first).
 
     ``progress``: a bar over points; ``report`` (default: as ``progress``): one stderr line per trained
     model and, without a bar, per finished point (a log file then shows how the sweep goes).
+    ``item_rows``: also rerun finished points of an ``items: true`` sweep whose per-item rows are missing
+    (they are not committed; ``table --paired`` pairs per noise seed without them).
     """
     report = progress if report is None else report
     check_output_folder(sweep.output, "sweep output")
@@ -293,16 +295,16 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, executor: str = "local", scheduler
         raise JsccflowError(f"sweep output '{sweep.output}' is in use by another sweep; wait for it to finish "
                             "(finished points are then skipped) or give another --output") from None
     try:
-        return _run_locked(sweep, jobs, executor, scheduler, progress, callbacks, report)
+        return _run_locked(sweep, jobs, executor, scheduler, progress, callbacks, report, item_rows)
     finally:
         lock.release()
 
 
 def _run_locked(sweep: Sweep, jobs: int, executor: str, scheduler: str | None, progress: bool,
-                callbacks, report: bool) -> SweepSummary:
+                callbacks, report: bool, item_rows: bool) -> SweepSummary:
     plans, store = prepare(sweep)
     pending = [p for p in sweep.points if not is_done(p, plans, store)
-               or (sweep.items and not all(map(os.path.isfile, item_files(p, sweep.output).values())))]
+               or (item_rows and sweep.items and not all(map(os.path.isfile, item_files(p, sweep.output).values())))]
     order = [p.key for p in sweep.points]
     write_json_atomic(str(Path(sweep.output) / SWEEP_JSON), {
         "sweep": os.path.abspath(sweep.path), "description": sweep.description, "code_version": code_version(),
