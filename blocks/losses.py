@@ -102,17 +102,21 @@ class _FrozenNetworkLoss(LossBlock):
 
 class _FrozenClassifierLoss(_FrozenNetworkLoss):
     def load_network(self):
-        network = classifier.load_classifier(self.p.classifier)
-        # only the task network has the named feature layers (the VGG-style one is the unseen receiver,
-        # which no loss may read)
-        if not isinstance(network, classifier.CifarClassifier):
-            raise PortError(f"parameter 'classifier': '{self.p.classifier}' is a {type(network).__name__}; "
-                            f"a loss reads the feature layers of the task network (e.g. classifier_cifar10)")
-        return network
+        return _task_network("classifier", self.p.classifier)
 
     @property
     def classifier(self):
         return self.network
+
+
+def _task_network(param: str, name: str):
+    """A frozen task-style classifier a loss reads; only that architecture has the named feature layers
+    (the VGG-style one is the unseen receiver, which no loss may read)."""
+    network = classifier.load_classifier(name)
+    if not isinstance(network, classifier.CifarClassifier):
+        raise PortError(f"parameter '{param}': '{name}' is a {type(network).__name__}; "
+                        f"a loss reads the feature layers of the task network (e.g. classifier_cifar10)")
+    return network
 
 
 class SemanticLoss(_FrozenClassifierLoss):
@@ -120,6 +124,8 @@ class SemanticLoss(_FrozenClassifierLoss):
 
     The weights W' = r softmax(tau W) (eq. 10) come from the classifier's gradients (eqs. 8-9, ``gsw_mode``):
     fitted once on ``gsw_images`` training items before training, or per batch (``per_batch``).
+    With ``more_classifiers`` the loss is the mean of this loss over several frozen networks, each with
+    its own weights (an ensemble: the codec cannot fit one network's quirks).
     """
 
     type_name = "semantic_loss"
@@ -137,7 +143,16 @@ class SemanticLoss(_FrozenClassifierLoss):
               doc="training steps: compare the features of one random view of each pair, the same shift (up to "
                   "this many pixels, reflect padding) and mirror of the original and the reconstruction, drawn "
                   "per image and step, so the codec cannot rely on features tied to one alignment; 0: as they are"),
+        Param("more_classifiers", "list[str]", [],
+              doc="further frozen task-style networks (shipped names or paths) whose losses are averaged with "
+                  "the classifier's, each with its own GSW weights"),
     )
+
+    @cached_property
+    def networks(self) -> list:
+        """The frozen networks the loss averages over: ``classifier``, then ``more_classifiers``."""
+        more = [_task_network("more_classifiers", name).requires_grad_(False) for name in self.p.more_classifiers]
+        return [self.network, *more]
 
     def views(self, images: torch.Tensor, images_hat: torch.Tensor, ctx: BatchContext) -> tuple[torch.Tensor, torch.Tensor]:
         """The same random shift and mirror of each original and its reconstruction (``view_shift``)."""
@@ -149,34 +164,48 @@ class SemanticLoss(_FrozenClassifierLoss):
     def infer_shapes(self, input_shapes: dict[str, Shape]) -> dict[str, Shape]:
         if self.p.gsw_mode == "true_class" and "label" not in input_shapes:
             raise PortError("input port 'label': gsw_mode 'true_class' needs the true labels")
-        return super().infer_shapes(input_shapes)
+        shapes = super().infer_shapes(input_shapes)
+        self.networks  # noqa: B018  (a bad checkpoint is a validation error, not a training-time one)
+        return shapes
 
     def setup(self, ctx) -> None:
         super().setup(ctx)
+        for network in self.networks:
+            network.to(ctx.device)
         if not hasattr(self, "weights"):
-            self.weights: torch.Tensor | None = None
+            self.weights: torch.Tensor | None = None  # the classifier's W'
+            self.more_weights: list[torch.Tensor] = []  # each of more_classifiers'
 
     def calibration_items(self) -> int:
         return 0 if self.p.per_batch or self.p.gsw_mode == "off" else self.p.gsw_images
 
     def calibrate(self, batches: list[Batch]) -> None:
-        pairs = ((b["image"], b.get("label")) for b in batches)
-        self.raw_weights = gsw.mean_raw_weights(self.classifier, pairs, self.p.layer, self.p.gsw_mode)  # W, eq. 9
-        self.weights = gsw.semantic_weights(self.raw_weights, self.p.tau, self.p.r)
+        raw = [gsw.mean_raw_weights(network, ((b["image"], b.get("label")) for b in batches), self.p.layer,
+                                    self.p.gsw_mode) for network in self.networks]  # W, eq. 9
+        self.raw_weights = raw[0]
+        self.weights, *self.more_weights = (gsw.semantic_weights(w, self.p.tau, self.p.r) for w in raw)
 
     def loss(self, inputs: Batch, ctx: BatchContext) -> torch.Tensor:
-        images, images_hat, layer = inputs["image"], inputs["image_hat"], self.p.layer
+        images, images_hat = inputs["image"], inputs["image_hat"]
         if self.p.view_shift and ctx.training:
             images, images_hat = self.views(images, images_hat, ctx)
+        fitted = [self.weights, *self.more_weights] if self.weights is not None else [None] * len(self.networks)
+        terms = [self._network_loss(network, images, images_hat, inputs.get("label"), weights)
+                 for network, weights in zip(self.networks, fitted, strict=True)]
+        return sum(terms) / len(terms)
+
+    def _network_loss(self, network, images: torch.Tensor, images_hat: torch.Tensor, labels,
+                      weights: torch.Tensor | None) -> torch.Tensor:
+        """Eq. 13 on one network's feature maps of ``layer``."""
+        layer = self.p.layer
         with torch.no_grad():
-            features = self.classifier.features(images, layer)
-        features_hat = self.classifier.features(images_hat, layer)
-        weights = self.weights
+            features = network.features(images, layer)
+        features_hat = network.features(images_hat, layer)
         if self.p.gsw_mode == "off":
             weights = torch.ones(features.shape[1], device=features.device)
         elif self.p.per_batch or weights is None:  # per batch, or a plain run without calibration
-            raw = gsw.raw_weights(self.classifier, images, inputs.get("label"), layer, self.p.gsw_mode)
-            weights = gsw.semantic_weights(raw, self.p.tau, self.p.r)
+            weights = gsw.semantic_weights(gsw.raw_weights(network, images, labels, layer, self.p.gsw_mode),
+                                           self.p.tau, self.p.r)
         return gsw.semantic_loss(features_hat.float(), features.float(), weights.to(features.device))
 
 

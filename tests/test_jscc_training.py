@@ -217,3 +217,31 @@ def test_no_loss_reads_the_unseen_vgg_classifier(recipe_path, flowgraph, loss):
                                                  "codec=deepjscc_awgn"])
     (line,) = str(err.value).splitlines()
     assert f"block '{loss}'" in line and "parameter 'classifier'" in line and "VggClassifier" in line, line
+
+
+def test_semantic_loss_over_several_networks_is_the_mean_of_each_networks_loss(tmp_path):
+    """more_classifiers: eq. 13 per network with its own weights, averaged; the unseen VGG may not be one."""
+    from sdjscc_phy.blocks.losses import SemanticLoss
+    from sdjscc_phy.core.block import BatchContext
+
+    names = [f"c{i}" for i in range(10)]
+    for seed, widths in ((0, (8, 8, 8)), (1, (4, 8, 16))):
+        torch.manual_seed(seed)
+        export_classifier(CifarClassifier(widths=widths), tmp_path / f"clf{seed}.pt", names, {})
+    export_classifier(VggClassifier(widths=(4, 4, 4)), tmp_path / "vgg.pt", names, {})
+    ctx = BatchContext(3, 0, 6, "torch", torch.device("cpu"), 0, "semantic", 0, epoch=1, training=False)
+    first, second = (str(tmp_path / f"clf{seed}.pt") for seed in (0, 1))
+    blocks = [SemanticLoss("semantic", classifier=c, more_classifiers=more, gsw_mode="paper", layer="block2")
+              for c, more in ((first, []), (second, []), (first, [second]))]
+    images = torch.rand(6, 3, 32, 32)
+    batch = {"image": images, "image_hat": (images + 0.1 * torch.randn_like(images)).clamp(0, 1),
+             "label": torch.arange(6)}
+    for block in blocks:
+        block.setup(ctx)
+        block.calibrate([batch])
+    one, two, both = (float(block.loss(batch, ctx)) for block in blocks)
+    assert one != pytest.approx(two)
+    assert both == pytest.approx((one + two) / 2)
+    torch.testing.assert_close(blocks[2].more_weights[0], blocks[1].weights)
+    with pytest.raises(Exception, match="parameter 'more_classifiers'.*VggClassifier"):
+        SemanticLoss("semantic", classifier=first, more_classifiers=[str(tmp_path / "vgg.pt")]).networks  # noqa: B018

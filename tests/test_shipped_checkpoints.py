@@ -32,6 +32,7 @@ SHIPPED = {
     "classifier_cifar10": ("classifier_cifar10.yaml", "classifier", ()),
     "detector_scenes": ("detector_scenes.yaml", "detector", ()),
     "classifier_vgg_cifar10": ("classifier_vgg_cifar10.yaml", "classifier_vgg", ()),
+    "classifier_narrow_cifar10": ("classifier_narrow_cifar10.yaml", "classifier_narrow", ()),
     "deepjscc_awgn": ("sdjscc_cifar10.yaml", "deepjscc", ()),
     "sdjscc_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + ("stages.sdjscc.variables.codec=sdjscc_awgn",)),
     "sdjscc_mse_awgn": ("sdjscc_cifar10.yaml", "sdjscc_mse", ()),
