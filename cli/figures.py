@@ -16,7 +16,7 @@ import click
 
 from sdjscc_phy.cli.plot import plot, plot_grid
 from sdjscc_phy.cli.table import table
-from sdjscc_phy.errors import JsccflowError
+from sdjscc_phy.errors import JsccflowError, NothingToPairError
 
 
 def _command(name: str) -> click.Command:
@@ -50,12 +50,15 @@ def check_figures(spec) -> None:
 
 
 def make_figures(spec) -> None:
-    """Run every ``figures:`` line of ``spec`` on its results (each command echoes the files it writes)."""
+    """Run every ``figures:`` line of ``spec`` on its results (each command echoes the files it writes).
+    A paired table whose per-item rows are missing here is skipped with a note: its committed file stays."""
     for words, line in spec.figures:
         command = _command(words[0])
         try:
             with command.make_context(words[0], _argv(spec, words)) as ctx:
                 command.invoke(ctx)
+        except NothingToPairError as err:
+            click.echo(f"{spec.path}:{line or 0}: figures: {' '.join(words)}: skipped, {err}", err=True)
         except JsccflowError as err:  # e.g. a column the results lack: say which line asked for it
             raise JsccflowError(f"{spec.path}:{line or 0}: figures: {' '.join(words)}: {err}") from None
 

@@ -55,3 +55,7 @@ class TrainingError(JsccflowError):
 
 class MissingExtraError(JsccflowError):
     """An optional dependency is not installed; the message names the pip extra that provides it."""
+
+
+class NothingToPairError(JsccflowError):
+    """``table --paired`` with one noise seed and no per-item rows (they are not committed)."""

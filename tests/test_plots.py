@@ -39,6 +39,16 @@ def test_plot_writes_png_and_svg_with_units_and_error_bars(results_csv, tmp_path
         assert text in svg, text
 
 
+def test_a_redrawn_plot_is_byte_identical(results_csv, tmp_path):
+    """Committed figures change only where their results do: no date, no random SVG element ids."""
+    drawn = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["plot", str(results_csv), "--x", "snr_db", "--y", "accuracy", "--out", str(out)]) == 0
+        drawn.append([(tmp_path / f"{name}.{ext}").read_bytes() for ext in ("png", "svg")])
+    assert drawn[0] == drawn[1] and b"<dc:date>" not in drawn[0][1]
+
+
 def test_plot_default_prefix_and_selected_rows(results_csv, capsys):
     assert main(["plot", str(results_csv), "--x", "snr_db", "--y", "psnr_db", "--where", "method=sdjscc"]) == 0
     assert capsys.readouterr().out.split()[0] == str(results_csv.with_name("results_psnr_db_vs_snr_db.png"))

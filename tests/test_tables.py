@@ -143,3 +143,33 @@ grid:
         assert main(["table", results, "--y", y, "--versus", "qpsk", "--paired", "-o", str(out)]) == 0
         tables[y] = [(r["method"], r["mean"], r["se"]) for r in csv_module.DictReader(open(out))]
     assert tables["rx_ber"] == tables["ber"] and len(tables["ber"]) == 3
+
+
+def test_one_seed_without_item_rows_is_nothing_to_pair_and_figures_keep_the_committed_table(tmp_path, capsys):
+    from conftest import REPO
+
+    flowgraph = REPO / "flowgraphs" / "qam16_awgn_ber.yaml"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"""\
+output: out
+items: true
+set: {{options.max_items: 20, options.batch_size: 20, src.num_bits: 64}}
+methods:
+  qam16: {{flowgraph: {flowgraph}}}
+  qpsk: {{flowgraph: {flowgraph}, set: {{map.constellation: qpsk, demap.constellation: qpsk}}}}
+grid:
+  product: {{snr_db: [6], seed: [0]}}
+figures:
+  - table --y ber --versus qpsk --paired -o paired.md
+""")
+    assert main(["sweep", str(sweep), "--no-progress"]) == 0
+    paired = tmp_path / "out" / "paired.md"
+    committed = paired.read_text()
+    for path in (tmp_path / "out" / "items").iterdir():
+        path.unlink()
+    capsys.readouterr()
+    assert main(["table", str(tmp_path / "out" / "results.csv"), "--y", "ber", "--versus", "qpsk", "--paired"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "one noise seed and no per-item rows" in line and "--item-rows" in line
+    assert main(["figures", str(sweep)]) == 0
+    assert "skipped" in capsys.readouterr().err and paired.read_text() == committed

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -14,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from sdjscc_phy.errors import JsccflowError  # noqa: E402
+from sdjscc_phy.plots.files import save_png_svg  # noqa: E402
 
 SINK_TYPE = "metric_sink"
 
@@ -110,11 +110,7 @@ def plot_image_grid(captures: dict[str, Capture], out: str, title: str | None = 
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "svg"):
-        paths.append(f"{out}.{ext}")
-        fig.savefig(paths[-1], dpi=150)
+    paths = save_png_svg(fig, out, dpi=150)
     plt.close(fig)
     return paths
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import matplotlib
 
@@ -11,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 from sdjscc_phy.errors import JsccflowError  # noqa: E402
+from sdjscc_phy.plots.files import save_png_svg  # noqa: E402
 from sdjscc_phy.sweep.stats import aggregate, select  # noqa: E402
 from sdjscc_phy.units import base_metric, display_scale  # noqa: E402
 
@@ -116,11 +116,6 @@ def plot_lines(rows: list[dict], x: str, y: str, by: list[str] | tuple[str, ...]
     ax.annotate(note, xy=(1.0, -0.14), xycoords="axes fraction", ha="right", va="top",
                 fontsize="x-small", alpha=0.7)
     fig.tight_layout()
-    paths = []
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        path = f"{out}.{ext}"
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-        paths.append(path)
+    paths = save_png_svg(fig, out, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return paths

@@ -17,7 +17,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from sdjscc_phy.errors import JsccflowError
+from sdjscc_phy.errors import JsccflowError, NothingToPairError
 from sdjscc_phy.sweep.stats import aggregate, mean_se, select, verdict
 from sdjscc_phy.units import display_name, display_scale
 
@@ -168,6 +168,10 @@ def paired_tables(rows: list[dict], ys: list[str] | tuple[str, ...], row_by: str
         for col in main.columns:
             a, b = units.get((row, col)), units.get((reference, col))
             shared = sorted(set(a) & set(b), key=str) if row != reference and a and b else []
+            if len(shared) == 1 and shared[0][0] == "seed":
+                raise NothingToPairError(
+                    f"table --paired: {row} − {reference} at {col}: one noise seed and no per-item rows in "
+                    f"{items_dir} (they are not committed; jsccflow sweep --item-rows writes them)")
             if shared:
                 cells[(f"{row} − {reference}", col)] = Cell(*_mean_se([a[u] - b[u] for u in shared]))
     diff_rows = list(dict.fromkeys(r for r, _ in cells))
