@@ -1,4 +1,4 @@
-"""Models a sweep trains: plans keyed by recipe hash, the cache that holds them, stage-1 reuse.
+"""Models a sweep trains: plans keyed by what each stage computes, the cache that holds them, stage-1 reuse.
 
 A method with ``train: {recipe, stage, set}`` needs the export of ``stage`` from the recipe with those
 overrides. A stage depends on an earlier one when one of its flowgraph ``variables`` or ``set`` values

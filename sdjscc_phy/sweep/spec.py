@@ -17,7 +17,7 @@
         set: {enc.checkpoint: sdjscc_awgn, dec.checkpoint: sdjscc_awgn}
       sdjscc_tau:
         flowgraph: ../flowgraphs/sdjscc_awgn.yaml
-        train:                            # train (or reuse) a model per grid point, cached by recipe hash
+        train:                            # train (or reuse) a model per grid point, cached by what the stage computes
           recipe: ../recipes/sdjscc_cifar10.yaml
           stage: sdjscc                   # the stage whose export the flowgraph uses
           set: {stages.sdjscc.loss.gsw.tau: $tau}
