@@ -57,25 +57,32 @@ def test_several_metrics_are_the_columns(results, capsys):
     assert main(["table", str(results), "--y", "accuracy", "--y", "f1", "--cols", "snr_db"]) == 2
 
 
-def test_paired_differences_per_item_and_per_seed(tmp_path):
-    import csv as csv_module
-    import statistics
-
+def _qam_sweep(tmp_path, items: int, seeds: list[int], figures: str = ""):
+    """A sweep of 16-QAM against QPSK at 6 dB that keeps per-item rows; its path."""
     from conftest import REPO
-    from sdjscc_phy.sweep import read_rows
 
     flowgraph = REPO / "flowgraphs" / "qam16_awgn_ber.yaml"
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"""\
 output: out
 items: true
-set: {{options.max_items: 40, options.batch_size: 20, src.num_bits: 64}}
+set: {{options.max_items: {items}, options.batch_size: 20, src.num_bits: 64}}
 methods:
   qam16: {{flowgraph: {flowgraph}}}
   qpsk: {{flowgraph: {flowgraph}, set: {{map.constellation: qpsk, demap.constellation: qpsk}}}}
 grid:
-  product: {{snr_db: [6], seed: [0, 1]}}
-""")
+  product: {{snr_db: [6], seed: {seeds}}}
+""" + (f"figures:\n  - {figures}\n" if figures else ""))
+    return sweep
+
+
+def test_paired_differences_per_item_and_per_seed(tmp_path):
+    import csv as csv_module
+    import statistics
+
+    from sdjscc_phy.sweep import read_rows
+
+    sweep = _qam_sweep(tmp_path, items=40, seeds=[0, 1])
     assert main(["sweep", str(sweep), "--no-progress"]) == 0
     results = tmp_path / "out" / "results.csv"
     rows = read_rows(str(results))
@@ -146,22 +153,7 @@ grid:
 
 
 def test_one_seed_without_item_rows_is_nothing_to_pair_and_figures_keep_the_committed_table(tmp_path, capsys):
-    from conftest import REPO
-
-    flowgraph = REPO / "flowgraphs" / "qam16_awgn_ber.yaml"
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"""\
-output: out
-items: true
-set: {{options.max_items: 20, options.batch_size: 20, src.num_bits: 64}}
-methods:
-  qam16: {{flowgraph: {flowgraph}}}
-  qpsk: {{flowgraph: {flowgraph}, set: {{map.constellation: qpsk, demap.constellation: qpsk}}}}
-grid:
-  product: {{snr_db: [6], seed: [0]}}
-figures:
-  - table --y ber --versus qpsk --paired -o paired.md
-""")
+    sweep = _qam_sweep(tmp_path, items=20, seeds=[0], figures="table --y ber --versus qpsk --paired -o paired.md")
     assert main(["sweep", str(sweep), "--no-progress"]) == 0
     paired = tmp_path / "out" / "paired.md"
     committed = paired.read_text()
