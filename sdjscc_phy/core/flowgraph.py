@@ -188,7 +188,6 @@ def load_flowgraph(flowgraph: FlowgraphSource, overrides: Overrides = None, **op
     return fg
 
 
-
 def flowgraph_fingerprint(flowgraph: FlowgraphSource, overrides: Overrides = None) -> str:
     """SHA-256 of what a flowgraph computes with ``overrides``: its parsed options, variables, blocks and
     connections once overridden, so comments, layout and a default the overrides replace do not count
@@ -204,6 +203,7 @@ def flowgraph_fingerprint(flowgraph: FlowgraphSource, overrides: Overrides = Non
     parts |= {"blocks": blocks, "connections": data.get("connections"), "rest": {
         k: v for k, v in data.items() if k not in ("options", "variables", "blocks", "connections")}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
 
 # -- pieces of the file ----------------------------------------------------------------------------
 def _mapping(data: dict, key: str, errors: ErrorLines) -> LineDict:
