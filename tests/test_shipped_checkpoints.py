@@ -33,6 +33,7 @@ SHIPPED = {
     "detector_scenes": ("detector_scenes.yaml", "detector", ()),
     "classifier_vgg_cifar10": ("classifier_vgg_cifar10.yaml", "classifier_vgg", ()),
     "classifier_narrow_cifar10": ("classifier_narrow_cifar10.yaml", "classifier_narrow", ()),
+    "classifier_narrow_s2_cifar10": ("classifier_narrow_cifar10.yaml", "classifier_narrow", ("seed=2",)),
     "deepjscc_awgn": ("sdjscc_cifar10.yaml", "deepjscc", ()),
     "sdjscc_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + ("stages.sdjscc.variables.codec=sdjscc_awgn",)),
     "sdjscc_mse_awgn": ("sdjscc_cifar10.yaml", "sdjscc_mse", ()),
