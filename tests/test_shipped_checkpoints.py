@@ -36,7 +36,10 @@ SHIPPED = {
     "classifier_narrow_s2_cifar10": ("classifier_narrow_cifar10.yaml", "classifier_narrow", ("seed=2",)),
     "deepjscc_awgn": ("sdjscc_cifar10.yaml", "deepjscc", ()),
     "sdjscc_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + ("stages.sdjscc.variables.codec=sdjscc_awgn",)),
-    "sdjscc_mse_awgn": ("sdjscc_cifar10.yaml", "sdjscc_mse", ()),
+    # the third network read from its run folder, byte-identical to the shipped classifier_narrow_s2_cifar10
+    "sdjscc_mse_awgn": ("sdjscc_cifar10.yaml", "sdjscc_mse", (
+        'stages.sdjscc_mse.set=[enc.logit_scale=0.03, '
+        '"semantic.more_classifiers=[classifier_narrow_cifar10, /work/main/runs/narrow_s2/narrow.pt]"]',)),
     "sdjscc_nogsw_awgn": ("sdjscc_cifar10.yaml", "sdjscc", RESTART + (
         'stages.sdjscc.variables.gsw_mode="off"', "stages.sdjscc.variables.codec=sdjscc_nogsw_awgn")),
     "cl_awgn": ("cl_cifar10.yaml", "cl", ()),
