@@ -16,7 +16,7 @@ from sdjscc_phy.core.block import Batch, BatchContext
 from sdjscc_phy.core.loss import WEIGHT, LossBlock
 from sdjscc_phy.core.params import Param
 from sdjscc_phy.core.ports import Port, Shape
-from sdjscc_phy.errors import PortError
+from sdjscc_phy.errors import CheckpointError, PortError
 from sdjscc_phy.lazy import lazy_import
 from sdjscc_phy.models import FEATURE_LAYERS, GSW_MODES
 
@@ -112,7 +112,10 @@ class _FrozenClassifierLoss(_FrozenNetworkLoss):
 def _task_network(param: str, name: str):
     """A frozen task-style classifier a loss reads; only that architecture has the named feature layers
     (the VGG-style one is the unseen receiver, which no loss may read)."""
-    network = classifier.load_classifier(name)
+    try:
+        network = classifier.load_classifier(name)
+    except CheckpointError as err:
+        raise PortError(f"parameter '{param}': {err}") from None
     if not isinstance(network, classifier.CifarClassifier):
         raise PortError(f"parameter '{param}': '{name}' is a {type(network).__name__}; "
                         f"a loss reads the feature layers of the task network (e.g. classifier_cifar10)")
@@ -169,8 +172,8 @@ class SemanticLoss(_FrozenClassifierLoss):
         return shapes
 
     def setup(self, ctx) -> None:
-        super().setup(ctx)
-        for network in self.networks:
+        super().setup(ctx)  # moves the classifier
+        for network in self.networks[1:]:
             network.to(ctx.device)
         if not hasattr(self, "weights"):
             self.weights: torch.Tensor | None = None  # the classifier's W'
