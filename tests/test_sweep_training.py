@@ -109,6 +109,13 @@ def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
     # Another training seed retrains both stages too (the recipe's export was trained with its own seed).
     seeded = plan_model(point.train.__class__(point.train.recipe, "sem", ("seed=1",), ()), "m")
     assert not seeded.stages[0].reused and seeded.stages[0].key != plan.stages[0].key
+    # A stage's own seed retrains that stage alone, as `jsccflow train --stage sem --set seed=1` would;
+    # given the seed the stage already trains with, it is the same model.
+    own = plan_model(point.train.__class__(point.train.recipe, "sem", ("stages.sem.seed=1",), ()), "m")
+    assert own.stages[0].reused and not own.stages[1].reused
+    assert own.stages[1].key != plan.stages[1].key
+    assert plan_model(point.train.__class__(point.train.recipe, "sem", ("stages.sem.seed=0",), ()), "m").stages[1].key \
+        == plan.stages[1].key
     # A variable given the value it already takes (tau 1 as int, the recipe's snr_db in the stage) trains
     # the same model; another value does not.
     def key(*overrides):

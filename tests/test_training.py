@@ -261,6 +261,20 @@ def test_overrides_parse_yaml_address_stages_by_name_or_index_and_append_to_set(
     assert load_recipe(recipe_path, ["stages.clf.set=[]"])["stages"][0]["set"] == []  # a list replaces
 
 
+def test_a_stage_seed_replaces_the_recipe_seed_for_that_stage_only(recipe_path):
+    from sdjscc_phy.training.recipe import flowgraph_overrides
+
+    def seed(*overrides):
+        recipe = load_recipe(recipe_path, list(overrides))
+        return [o for o in flowgraph_overrides(recipe, recipe["stages"][0], False) if o.startswith("options.seed=")]
+
+    assert seed() == seed("stages.clf.seed=7") == ["options.seed=7"]  # the recipe's seed 7, stage index 0
+    assert seed("stages.clf.seed=2") == seed("seed=2") == ["options.seed=2"]
+    assert seed("seed=2", "stages.clf.seed=7") == ["options.seed=7"]
+    with pytest.raises(RecipeError, match="stage 'clf': .*seed"):
+        load_recipe(recipe_path, ["stages.clf.seed=-1"])
+
+
 def test_train_command_returns_2_with_one_line_on_user_error(tmp_path, capsys):
     assert jsccflow_main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert capsys.readouterr().err.strip() == f"error: recipe '{tmp_path / 'missing.yaml'}' does not exist"

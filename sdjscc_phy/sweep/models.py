@@ -34,7 +34,8 @@ from sdjscc_phy.models.checkpoints import resolve_checkpoint
 from sdjscc_phy.sweep.spec import TrainSpec, file_digest
 
 # Stage keys that say where files go or how often to checkpoint: not part of what a stage computes.
-_FREE_KEYS = ("export", "checkpoint_every_steps", "index", "lines")
+# A stage's own ``seed`` enters the key as the seed it trains with (``stage_seed``), as the recipe's does.
+_FREE_KEYS = ("export", "checkpoint_every_steps", "index", "lines", "seed")
 
 
 @dataclass
@@ -73,6 +74,7 @@ class ModelPlan:
 def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
     """Resolve the recipe with the overrides and key each needed stage; RecipeError when it is invalid."""
     from sdjscc_phy.training import load_recipe
+    from sdjscc_phy.training.recipe import stage_seed
 
     base = load_recipe(train.recipe, check_flowgraphs=False)
     recipe = load_recipe(train.recipe, list(train.overrides), check_flowgraphs=False)
@@ -82,11 +84,11 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
     needed = _dependencies(recipe, names.index(train.stage))
     plans: dict[int, StagePlan] = {}
     rewired = copy.deepcopy(recipe)
-    shared = {"variables": recipe["variables"], "set": recipe["set"], "seed": recipe["seed"]}
-    same_shared = shared == {"variables": base["variables"], "set": base["set"], "seed": base["seed"]}
+    same_shared = all(recipe[k] == base[k] for k in ("variables", "set"))
     for index in sorted(needed):
         config = rewired["stages"][index]
-        unchanged = same_shared and index < len(base["stages"]) and _identity(config) == _identity(base["stages"][index])
+        unchanged = (same_shared and index < len(base["stages"]) and _identity(config) == _identity(base["stages"][index])
+                     and stage_seed(recipe, config) == stage_seed(base, base["stages"][index]))
         inputs, depends = {}, []
         for ref, value in _values(config):
             upstream = _upstream(recipe, index, value)
@@ -99,7 +101,7 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
             elif isinstance(value, str) and is_file(resolve_checkpoint(value)):
                 inputs[ref] = file_digest(str(resolve_checkpoint(value)))
         identity = {"stage": _identity(config, blank=set(inputs)), "set": recipe["set"], "inputs": inputs,
-                    "seed": recipe["seed"] + index}
+                    "seed": stage_seed(recipe, config)}
         identity["stage"]["variables"] = _effective_variables(recipe, identity["stage"])
         identity["flowgraph"] = flowgraph_fingerprint(config["flowgraph"])
         portable = _portable(_canonical(identity), Path(train.recipe).parent)

@@ -70,6 +70,8 @@ STAGE_KEYS: tuple[Param, ...] = (
           doc="name (any torch.optim class), its arguments, clip_grad_norm, group_scales"),
     Param("schedule", "mapping", {"kind": "constant"}, doc="learning-rate factor: kind and its parameters"),
     Param("checkpoint_every_steps", "int", 0, low=0, doc="also checkpoint every N steps (0: each epoch only)"),
+    Param("seed", "int", None, low=0, high=2**62 - 1, nullable=True,
+          doc="this stage's seed in place of the recipe's (it trains with seed + its index); other stages keep theirs"),
     Param("export", "path", None, nullable=True, doc="inference checkpoint of the trained blocks, written at the end"),
     Param("validation", "mapping", {}, doc="the validation run (keys below)"),
     Param("monitor", "str", "", doc="validation metric shown in the progress bar (e.g. val_psnr_db)"),
@@ -269,11 +271,16 @@ def _check_optimisation(stage: dict, where: str, given: dict, errors: ErrorLines
             errors.add(str(err), source_line(given, "schedule"))
 
 
+def stage_seed(recipe: dict, stage: dict) -> int:
+    """The seed a stage trains with: its own ``seed`` key, else the recipe's, plus its index."""
+    return (recipe["seed"] if stage.get("seed") is None else stage["seed"]) + stage["index"]
+
+
 def flowgraph_overrides(recipe: dict, stage: dict, validation: bool) -> list[str]:
     """The ``--set`` list of a stage's training (or validation) flowgraph: the recipe's, the stage's, then
     the validation run's; options come from the recipe (seed + stage index, device, batch size, torch path)."""
     batch_size = stage["validation"]["batch_size"] if validation else stage["batch_size"]
-    options = [f"options.seed={recipe['seed'] + stage['index']}", f"options.device={recipe['device']}",
+    options = [f"options.seed={stage_seed(recipe, stage)}", f"options.device={recipe['device']}",
                f"options.batch_size={batch_size}", "options.path=torch"]
     declared = flowgraph_variables(stage["flowgraph"])
     variables = {k: v for k, v in recipe["variables"].items() if k in declared} | stage["variables"]

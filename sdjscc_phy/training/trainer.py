@@ -45,7 +45,7 @@ from sdjscc_phy.training.checkpoint import (
 )
 from sdjscc_phy.training.distributed import World
 from sdjscc_phy.training.optim import build_optimizer, clip_grad_norm, schedule_factor
-from sdjscc_phy.training.recipe import FREE_KEYS, export_groups, load_recipe, stage_flowgraphs
+from sdjscc_phy.training.recipe import FREE_KEYS, export_groups, load_recipe, stage_flowgraphs, stage_seed
 
 # on_step(trainer, stage, global_step, loss) runs after every optimiser step (tests stop runs with it).
 StepCallback = Callable[["Trainer", "StageRun", int, float], None]
@@ -298,7 +298,7 @@ class Trainer:
         ckpt_path = self.stage_dir(name) / "last.pt"
         if ckpt_path.exists() and not self.resume:
             raise TrainingError(f"stage '{name}': '{ckpt_path}' exists; resume it (--resume) or choose another output_dir")
-        seed = self.recipe["seed"] + config["index"]
+        seed = stage_seed(self.recipe, config)
         seed_everything(seed)  # fresh blocks initialise their weights from the global generators
         stage = StageRun(self.recipe, config, self.device)
         stage.calibrate()
