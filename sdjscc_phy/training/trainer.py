@@ -322,7 +322,7 @@ class Trainer:
         if config["export"] and (not Path(config["export"]).exists() or not state.get("exported")):
             # the other ranks wait: a later stage loads the export
             self.world.on_main(lambda: stage.export(config["export"], {
-                "metrics": state["metrics"], "recipe": _stored(config), "seed": seed, "code_version": code_version(),
+                "metrics": state["metrics"], "recipe": stored_stage(config), "seed": seed, "code_version": code_version(),
             }))
             state["exported"] = True
             self._save(ckpt_path, config, modules, optimizer, state)
@@ -417,7 +417,7 @@ class Trainer:
             "format": TRAIN_FORMAT, "version": TRAIN_VERSION, "stage": config["name"],
             "modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": optimizer.state_dict(),
             "rng": rngs[0], "world_size": len(rngs), "rank_rng": rngs[1:], "state": state,
-            "recipe": {**self.recipe, "stages": [_stored(s) for s in self.recipe["stages"]]},
+            "recipe": {**self.recipe, "stages": [stored_stage(s) for s in self.recipe["stages"]]},
             "code_version": code_version(),
         }, path)
 
@@ -450,7 +450,7 @@ class Trainer:
         saved = next((s for s in ckpt.get("recipe", {}).get("stages", []) if s.get("name") == config["name"]), None)
         if saved is None or ckpt["recipe"].get("seed") != self.recipe["seed"]:
             raise CheckpointError(f"checkpoint '{path}' was not written by this recipe (stage or seed differs)")
-        before, now = _flatten(saved), _flatten(_stored(config))
+        before, now = _flatten(saved), _flatten(stored_stage(config))
         for key in sorted((before.keys() | now.keys()) - set(FREE_KEYS)):
             if before.get(key) != now.get(key):
                 raise CheckpointError(f"checkpoint '{path}' was trained with {key}={before.get(key)!r}; "
@@ -468,9 +468,10 @@ class Trainer:
         os.replace(tmp, path)
 
 
-def _stored(stage: dict) -> dict:
-    """A stage as checkpoints store it: without the bookkeeping keys (its index, the YAML line numbers)."""
-    return {k: v for k, v in stage.items() if k not in ("index", "lines")}
+def stored_stage(stage: dict) -> dict:
+    """A stage as checkpoints store it: without the bookkeeping keys (its index, the YAML line numbers), and
+    without ``seed`` when the stage has none of its own (stored as before stages could have one)."""
+    return {k: v for k, v in stage.items() if k not in ("index", "lines") and not (k == "seed" and v is None)}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
