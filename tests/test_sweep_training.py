@@ -123,6 +123,15 @@ def test_trained_points_train_each_model_once_and_share_stage_1(smoke, capsys):
     same = key("stages.sem.variables.tau=1.0")
     assert key("stages.sem.variables.tau=1") == key("stages.sem.variables.snr_db=5") == key() == same
     assert key("stages.sem.variables.tau=10") != same and key("stages.sem.variables.snr_db=10") != same
+    # Checkpoints named inside a list enter the key by content: a retrained file under the same name is
+    # another model.
+    listed = f"stages.sem.set=semantic.more_classifiers=[{smoke / 'clf2.pt'}]"
+    keys = []
+    for seed in (2, 3):
+        torch.manual_seed(seed)
+        export_classifier(CifarClassifier(widths=(8, 8, 8), num_classes=3), smoke / "clf2.pt", ["a", "b", "c"], {})
+        keys.append(key(listed))
+    assert same != keys[0] != keys[1]
 
 
 def test_recipe_and_model_problems_are_sweep_errors_before_training(smoke, capsys):

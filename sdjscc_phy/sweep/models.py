@@ -6,8 +6,9 @@ names the earlier stage's export (its path, or its shipped name: ``codec: deepjs
 the target depends on gets a key: SHA-256 of its resolved configuration (everything but where files go;
 its flowgraph variables as they take effect, whether set by the flowgraph, the recipe or the stage, with
 1 and 1.0 alike; paths relative to the recipe, so every checkout computes the same key), its training
-flowgraph's content (comments aside), the recipe-wide overrides, the recipe seed, its position, and the
-keys or file digests of what it loads. So:
+flowgraph's content (comments aside), the recipe-wide overrides, the seed it trains with (its own or the
+recipe's, plus its position), and the keys or file digests of what it loads (also of the checkpoints a
+list names, ``semantic.more_classifiers=[a, b]``). So:
 
 - a stage whose configuration the overrides leave as the recipe has it, and whose export exists (the
   shipped ``deepjscc_awgn.pt`` for stage ``deepjscc`` of ``recipes/sdjscc_cifar10.yaml``), is reused
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdjscc_phy.core.flowgraph import flowgraph_fingerprint
-from sdjscc_phy.errors import RecipeError
+from sdjscc_phy.core.yaml_lines import parse_assignment
+from sdjscc_phy.errors import ParameterError, RecipeError
 from sdjscc_phy.io.paths import is_file
 from sdjscc_phy.models.checkpoints import resolve_checkpoint
 from sdjscc_phy.sweep.spec import TrainSpec, file_digest
@@ -98,8 +100,8 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
                 inputs[ref] = plan.key
                 depends.append(plan.key)
                 unchanged = unchanged and plan.reused
-            elif isinstance(value, str) and is_file(resolve_checkpoint(value)):
-                inputs[ref] = file_digest(str(resolve_checkpoint(value)))
+            elif (digests := _file_digests(value)) is not None:
+                inputs[ref] = digests
         identity = {"stage": _identity(config, blank=set(inputs)), "set": recipe["set"], "inputs": inputs,
                     "seed": stage_seed(recipe, config)}
         identity["stage"]["variables"] = _effective_variables(recipe, identity["stage"])
@@ -114,6 +116,22 @@ def plan_model(train: TrainSpec, models_dir: str) -> ModelPlan:
         config["export"] = export
         plans[index] = StagePlan(config["name"], index, key, export, reused, depends)
     return ModelPlan(train, rewired, [plans[i] for i in sorted(plans)])
+
+
+def _file_digests(value):
+    """The content digest of the checkpoint ``value`` names (a path or a shipped name), or for a list written
+    in an override (``semantic.more_classifiers=[a, b]``) its elements with each file replaced by its digest;
+    None when no file is named (the value then enters the key as written)."""
+    if isinstance(value, str) and is_file(resolve_checkpoint(value)):
+        return file_digest(str(resolve_checkpoint(value)))
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            items = parse_assignment(f"value={value}")[1]
+        except ParameterError:
+            return None
+        if isinstance(items, list) and any(isinstance(item, str) and is_file(resolve_checkpoint(item)) for item in items):
+            return [_file_digests(item) or item if isinstance(item, str) else item for item in items]
+    return None
 
 
 def _effective_variables(recipe: dict, config: dict) -> dict:
