@@ -129,8 +129,9 @@ def _file_digests(value):
             items = parse_assignment(f"value={value}")[1]
         except ParameterError:
             return None
-        if isinstance(items, list) and any(isinstance(item, str) and is_file(resolve_checkpoint(item)) for item in items):
-            return [_file_digests(item) or item if isinstance(item, str) else item for item in items]
+        digests = [_file_digests(item) for item in items] if isinstance(items, list) else []
+        if any(d is not None for d in digests):
+            return [item if d is None else d for item, d in zip(items, digests)]
     return None
 
 
