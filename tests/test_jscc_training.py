@@ -206,7 +206,21 @@ def test_a_fresh_gdn_codec_trains_and_exports_its_nonlinearity(recipe_path):
         load_recipe(recipe_path, ["stages.mse.set=dec.nonlinearity=GDN"], check_flowgraphs=True)
 
 
-@pytest.mark.parametrize("flowgraph, loss", [("sdjscc_awgn.yaml", "semantic"), ("cl_awgn.yaml", "cl")])
+def test_the_cross_entropy_term_alone_trains_the_codec_through_the_frozen_task_network(recipe_path):
+    """sdjscc_ce_awgn.yaml: with the semantic loss weighted 0 (skipped), the task network's cross-entropy is
+    the whole objective, so the codec moves only if its gradient passes through the frozen classifier."""
+    overrides = [f"stages.sem.flowgraph={TRAIN / 'sdjscc_ce_awgn.yaml'}", "stages.sem.set=semantic.weight=0"]
+    results = Trainer(load_recipe(recipe_path, overrides), progress=False).run()
+    assert "val_loss_ce" in results["sem"] and "val_loss_semantic" in results["sem"]
+    before, after = (load_codec(str(recipe_path.parent / "export" / f"{n}.pt")) for n in ("mse", "sem"))
+    for half in ("encoder", "decoder"):
+        moved = [not torch.equal(a, b) for a, b in zip(getattr(before, half).state_dict().values(),
+                                                       getattr(after, half).state_dict().values(), strict=True)]
+        assert any(moved), half
+
+
+@pytest.mark.parametrize("flowgraph, loss", [("sdjscc_awgn.yaml", "semantic"), ("sdjscc_ce_awgn.yaml", "semantic"),
+                                             ("cl_awgn.yaml", "cl")])
 def test_no_loss_reads_the_unseen_vgg_classifier(recipe_path, flowgraph, loss):
     """The VGG-style classifier is the unseen receiver: a loss naming it is a one-line validation error."""
     tmp_path = recipe_path.parent
