@@ -381,6 +381,19 @@ def test_resume_with_a_changed_recipe_is_refused(recipe_path):
     run(recipe_path, "stages.clf.checkpoint_every_steps=1", resume=True)  # bookkeeping may change
 
 
+def test_a_stage_with_its_own_seed_resumes_under_another_recipe_seed_but_not_another_stage_seed(recipe_path):
+    """The stage never read the recipe's seed, so changing it does not change the run; its own seed does."""
+    full, _ = run(recipe_path, "stages.clf.seed=5", "output_dir=full")
+    with pytest.raises(StopRun):
+        run(recipe_path, "stages.clf.seed=5", callbacks=[stop_after(5)])
+    with pytest.raises(CheckpointError, match="stage or seed differs"):
+        run(recipe_path, "stages.clf.seed=6", resume=True)
+    with pytest.raises(CheckpointError, match="trained with seed=5; the recipe now says None"):
+        run(recipe_path, "seed=5", resume=True)  # the same number, but as the recipe's seed: not how it trained
+    resumed, _ = run(recipe_path, "stages.clf.seed=5", "seed=9", resume=True)
+    assert resumed.step_losses == full.step_losses[4:]
+
+
 def test_override_of_an_aliased_section_changes_one_stage_only(tmp_path):
     """Stages sharing a section through a YAML alias (variables: *v) get independent copies."""
     recipe = tmp_path / "r.yaml"

@@ -271,9 +271,14 @@ def _check_optimisation(stage: dict, where: str, given: dict, errors: ErrorLines
             errors.add(str(err), source_line(given, "schedule"))
 
 
+def base_seed(recipe: dict, stage: dict) -> int | None:
+    """A stage's own ``seed`` key, else the recipe's."""
+    return recipe.get("seed") if stage.get("seed") is None else stage["seed"]
+
+
 def stage_seed(recipe: dict, stage: dict) -> int:
-    """The seed a stage trains with: its own ``seed`` key, else the recipe's, plus its index."""
-    return (recipe["seed"] if stage.get("seed") is None else stage["seed"]) + stage["index"]
+    """The seed a stage trains with: :func:`base_seed` plus its index."""
+    return base_seed(recipe, stage) + stage["index"]
 
 
 def flowgraph_overrides(recipe: dict, stage: dict, validation: bool) -> list[str]:

@@ -45,7 +45,7 @@ from sdjscc_phy.training.checkpoint import (
 )
 from sdjscc_phy.training.distributed import World
 from sdjscc_phy.training.optim import build_optimizer, clip_grad_norm, schedule_factor
-from sdjscc_phy.training.recipe import FREE_KEYS, export_groups, load_recipe, stage_flowgraphs, stage_seed
+from sdjscc_phy.training.recipe import FREE_KEYS, base_seed, export_groups, load_recipe, stage_flowgraphs, stage_seed
 
 # on_step(trainer, stage, global_step, loss) runs after every optimiser step (tests stop runs with it).
 StepCallback = Callable[["Trainer", "StageRun", int, float], None]
@@ -448,7 +448,8 @@ class Trainer:
         """A resumed run must follow the recipe it started with (epochs, schedule, flowgraph, set, seed...);
         only where the export goes and how often to checkpoint may change."""
         saved = next((s for s in ckpt.get("recipe", {}).get("stages", []) if s.get("name") == config["name"]), None)
-        if saved is None or ckpt["recipe"].get("seed") != self.recipe["seed"]:
+        # a stage with its own seed never read the recipe's, which may then differ
+        if saved is None or base_seed(ckpt["recipe"], saved) != base_seed(self.recipe, config):
             raise CheckpointError(f"checkpoint '{path}' was not written by this recipe (stage or seed differs)")
         before, now = _flatten(saved), _flatten(stored_stage(config))
         for key in sorted((before.keys() | now.keys()) - set(FREE_KEYS)):
