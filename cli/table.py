@@ -22,7 +22,8 @@ from sdjscc_phy.io.paths import check_output_file
 @click.option("--where", multiple=True, metavar="COLUMN=VALUE", help="Only rows with this value (repeatable).")
 @click.option("--over", multiple=True, default=("seed",), show_default=True,
               help="Columns averaged over (mean, standard error) (repeatable).")
-@click.option("--versus", metavar="ROW", help="Also tabulate every row minus this one, '(n.s.)' where |d| < 2 SE.")
+@click.option("--versus", "versus_rows", multiple=True, metavar="ROW",
+              help="Also tabulate every row minus this one, '(n.s.)' where |d| < 2 SE (one reference a table).")
 @click.option("--paired", is_flag=True,
               help="With --versus: paired differences, per image where the sweep kept per-item rows "
                    "(items: true), else per noise seed (--over).")
@@ -31,7 +32,7 @@ from sdjscc_phy.io.paths import check_output_file
               help="Also write the table: FILE.md (markdown) or FILE.csv (long form, differences as extra rows).")
 @force_option
 def table(results: str, ys: tuple[str, ...], row_by: str, col_by: str, where: tuple[str, ...], over: tuple[str, ...],
-          versus: str | None, paired: bool, digits: int, out: str | None, force: bool) -> None:
+          versus_rows: tuple[str, ...], paired: bool, digits: int, out: str | None, force: bool) -> None:
     """Print Y (accuracy in percent) by --rows × --cols from a sweep's RESULTS.csv, mean ± 1 standard error.
 
     \b
@@ -45,6 +46,10 @@ def table(results: str, ys: tuple[str, ...], row_by: str, col_by: str, where: tu
     from sdjscc_phy.sweep.store import ITEMS_DIR
     from sdjscc_phy.sweep.tables import paired_tables, tabulate, to_csv, to_markdown
 
+    if len(versus_rows) > 1:  # click would keep the last one silently
+        raise JsccflowError(f"table: --versus takes one reference row, got {len(versus_rows)} "
+                            f"({', '.join(versus_rows)}); make one table per reference")
+    versus = versus_rows[0] if versus_rows else None
     if out:
         check_output_file(out, "--out", force=force)
     selected = dict(parse_assignment(item, "--where") for item in where)

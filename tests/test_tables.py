@@ -47,6 +47,9 @@ def test_cli_writes_markdown_and_rejects_unknown_names(results, tmp_path, capsys
     assert capsys.readouterr().err.strip() == "error: table: --versus 'nope' is not a method (have: sd, deep)"
     assert main(["table", str(results), "--y", "psnr"]) == 2
     assert "no column 'psnr'" in capsys.readouterr().err
+    assert main(["table", str(results), "--versus", "deep", "--versus", "sd"]) == 2  # not the last one silently
+    assert capsys.readouterr().err.strip() == ("error: table: --versus takes one reference row, got 2 (deep, sd); "
+                                               "make one table per reference")
 
 
 def test_several_metrics_are_the_columns(results, capsys):
